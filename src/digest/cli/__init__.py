@@ -1,0 +1,93 @@
+"""The `digest` command. Commands only parse arguments and print; the library does the work.
+
+Every DigestError is caught here, once, and shown as `error: ...` plus a hint: no tracebacks for
+mistakes a user can fix.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from rich.console import Console
+
+from digest import __version__
+from digest.config import BlogsFile, Settings, load_blogs, load_settings
+from digest.errors import DigestError
+from digest.store import connect
+
+
+class App:
+    """What every command needs, loaded on first use (so `--help` never touches the disk)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.console = Console(highlight=False)
+        self._blogs: BlogsFile | None = None
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def blogs(self) -> BlogsFile:
+        if self._blogs is None:
+            self._blogs = load_blogs(self.settings.blogs)
+        return self._blogs
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = connect(self.settings.db)
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+class CliError(click.ClickException):
+    def __init__(self, error: DigestError) -> None:
+        super().__init__(error.message)
+        self.hint = error.hint
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.secho(f"error: {self.message}", err=True, fg="red")
+        if self.hint:
+            click.echo(f"hint: {self.hint}", err=True)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigestError as exc:
+            raise CliError(exc) from None
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="digest")
+@click.option(
+    "--blogs",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The curator's list (default: $DIGEST_BLOGS or blogs.yaml).",
+)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The SQLite database (default: $DIGEST_DB or subscribers/digest.db).",
+)
+@click.pass_context
+def main(ctx: click.Context, blogs: Path | None, db: Path | None) -> None:
+    """digest: a weekly email digest of personal blogs."""
+    try:
+        settings = load_settings(blogs=blogs, db=db)
+    except DigestError as exc:
+        raise CliError(exc) from None
+    app = App(settings)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+

@@ -1,0 +1,362 @@
+"""Settings from the environment (``DIGEST_*``) and the curator's ``blogs.yaml``.
+
+Secrets only ever come from the environment (or ``.env``); blogs.yaml holds what the curator
+writes by hand and may be committed.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+import datetime as dt
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from digest.errors import ConfigError
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+class Settings(BaseSettings):
+    """Every ``DIGEST_*`` setting. README.md and .env.example list them with their defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DIGEST_", env_file=".env", env_ignore_empty=True, extra="ignore"
+    )
+
+    blogs: Path = Path("blogs.yaml")
+    db: Path = Path("subscribers/digest.db")
+    base_url: str = "http://localhost:8000"
+    secret: SecretStr | None = None
+    drafts: Path = Path("drafts")
+    outbox: Path = Path("outbox")
+
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["tls", "starttls", "none"] = "starttls"
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_pool: int = Field(default=4, ge=1, le=32)
+    smtp_reconnect_every: int = Field(default=500, ge=1)
+    send_rate: str | None = None
+    unsubscribe_mailto: str | None = None
+
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_key_file: Path | None = None
+
+    fetch_timeout: float = Field(default=20.0, gt=0)
+    fetch_concurrency: int = Field(default=16, ge=1)
+    fetch_per_host: int = Field(default=2, ge=1)
+    fetch_max_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("expected an absolute http(s) URL such as https://digest.example.org")
+        return value.rstrip("/")
+
+    @field_validator("send_rate")
+    @classmethod
+    def _send_rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
+
+    @property
+    def port(self) -> int:
+        if self.smtp_port is not None:
+            return self.smtp_port
+        return {"tls": 465, "starttls": 587, "none": 25}[self.smtp_security]
+
+    @property
+    def rate_per_second(self) -> float | None:
+        return parse_rate(self.send_rate) if self.send_rate else None
+
+    @property
+    def dkim_enabled(self) -> bool:
+        return bool(self.dkim_domain and self.dkim_selector and self.dkim_key_file)
+
+
+def parse_rate(text: str) -> float:
+    """``"14/s"``, ``"30/min"``, ``"1000/h"`` -> messages per second."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*", text)
+    if not match or float(match[1]) <= 0:
+        raise ValueError(f"expected a rate such as 14/s or 30/min, found {text!r}")
+    per = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}.get(match[2], 3600)
+    return float(match[1]) / per
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with CLI overrides (``--blogs``, ``--db``) on top."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "DIGEST_" + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"{name}: {err['msg']} (found {err.get('input')!r})")
+        raise ConfigError(
+            "invalid setting: " + "; ".join(lines),
+            hint="see .env.example or README.md (Configuration) for every setting",
+        ) from None
+
+
+# --- blogs.yaml ---------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a typo such as `comentary:` must not pass silently.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an absolute http(s) URL")
+    return value
+
+
+def slugify(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-") or "blog"
+
+
+class Link(_Strict):
+    title: str
+    url: str
+    note: str = ""
+
+    _url = field_validator("url")(classmethod(lambda cls, v: _http_url(v)))
+
+
+class Blog(_Strict):
+    name: str
+    id: str = ""
+    homepage: str
+    feed: str | None = None
+    commentary: str = ""
+    highlights: list[Link] = []
+    links: list[Link] = []
+    category: str = Field(default="", exclude=True)
+
+    _urls = field_validator("homepage", "feed")(
+        classmethod(lambda cls, v: v if v is None else _http_url(v))
+    )
+
+    @model_validator(mode="after")
+    def _default_id(self) -> Blog:
+        if not self.id:
+            self.id = slugify(self.name)
+        elif not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.id):
+            raise ValueError("id: expected lowercase letters, digits and hyphens")
+        return self
+
+
+class Category(_Strict):
+    id: str
+    title: str = ""
+    description: str = ""
+    blogs: list[Blog]
+
+    @model_validator(mode="after")
+    def _fill(self) -> Category:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.id):
+            raise ValueError("id: expected lowercase letters, digits and hyphens")
+        self.title = self.title or self.id
+        for blog in self.blogs:
+            blog.category = self.id
+        return self
+
+
+class Schedule(_Strict):
+    weekday: Weekday = "monday"
+    time: dt.time = dt.time(8, 0)
+    timezone: str = "UTC"
+
+    @field_validator("weekday", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone such as Europe/Brussels") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Newsletter(_Strict):
+    title: str
+    description: str = ""
+    curator: str
+    from_: str = Field(alias="from")
+    reply_to: str
+    list_id: str = ""
+    schedule: Schedule = Schedule()
+    mode: Literal["auto", "review"] = "auto"
+    review_hours: int = Field(default=24, ge=1, le=144)
+    lookback_days: int = Field(default=7, ge=1, le=365)
+    min_posts: int = Field(default=1, ge=0)
+    quiet_week: Literal["skip", "archive_only"] = "skip"
+    dormant_days: int = Field(default=180, ge=7)
+    report_after_failures: int = Field(default=3, ge=1)
+
+    @field_validator("from_", "reply_to")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        name, addr = parseaddr(value)
+        if "@" not in addr or any(c in value for c in "\r\n"):
+            raise ValueError("expected an address such as 'Blogs I like <digest@example.org>'")
+        return value
+
+    @property
+    def from_address(self) -> str:
+        return parseaddr(self.from_)[1]
+
+    @property
+    def list_id_value(self) -> str:
+        # RFC 2919: a dot-atom that looks like a host name under a domain you control.
+        if self.list_id:
+            return self.list_id
+        return f"{slugify(self.title)}.{self.from_address.rpartition('@')[2]}"
+
+
+class BlogsFile(_Strict):
+    newsletter: Newsletter
+    categories: list[Category] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> BlogsFile:
+        seen_cat: set[str] = set()
+        seen_blog: set[str] = set()
+        for cat in self.categories:
+            if cat.id in seen_cat:
+                raise ValueError(f"category id {cat.id!r} appears twice")
+            seen_cat.add(cat.id)
+            for blog in cat.blogs:
+                if blog.id in seen_blog:
+                    raise ValueError(f"blog id {blog.id!r} appears twice; give one an explicit id")
+                seen_blog.add(blog.id)
+        return self
+
+    def blogs(self) -> Iterator[Blog]:
+        for cat in self.categories:
+            yield from cat.blogs
+
+    def blog(self, blog_id: str) -> Blog | None:
+        return next((b for b in self.blogs() if b.id == blog_id), None)
+
+    def category(self, cat_id: str) -> Category | None:
+        return next((c for c in self.categories if c.id == cat_id), None)
+
+
+def _loc_text(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(doc: Any, loc: tuple[int | str, ...]) -> int | None:
+    """The 1-based line in the YAML file closest to the pydantic error location."""
+    line: int | None = None
+    node = doc
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            line = node.lc.key(part)[0] + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            line = node.lc.item(part)[0] + 1
+            node = node[part]
+        else:
+            if line is None and hasattr(node, "lc"):
+                line = node.lc.line + 1
+            break
+    return line
+
+
+def load_blogs(path: Path) -> BlogsFile:
+    """Read and validate blogs.yaml; every mistake becomes a ConfigError naming file and entry."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: file not found",
+            path=str(path),
+            hint="create it (see the commented blogs.yaml in the repository) or set DIGEST_BLOGS",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}", path=str(path)) from None
+    try:
+        doc = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f", line {mark.line + 1}" if mark else ""
+        raise ConfigError(
+            f"{path}{where}: not valid YAML: {exc.problem}",
+            path=str(path),
+            hint="check the indentation and quoting around that line",
+        ) from None
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping with `newsletter:` and `categories:`",
+            path=str(path),
+        )
+    try:
+        return BlogsFile.model_validate(doc)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line = _line_of(doc, loc)
+            where = _loc_text(loc) or "(top level)"
+            if line:
+                where += f" (line {line})"
+            found = err.get("input")
+            if err["type"] == "missing":
+                detail = "missing"
+            elif err["type"] == "extra_forbidden":
+                detail = "unknown key (a typo?)"
+            else:
+                detail = f"found {_short(found)}, {err['msg'].removeprefix('Value error, ')}"
+            problems.append(f"  {where}: {detail}")
+        raise ConfigError(
+            f"{path}: {len(problems)} problem(s):\n" + "\n".join(problems),
+            path=str(path),
+            hint="fix the entries named above; the commented blogs.yaml shows every key",
+        ) from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."

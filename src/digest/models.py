@@ -1,0 +1,91 @@
+"""Plain values passed between the stages: gather -> draft -> render -> send.
+
+Stages pass these, never database rows or feedparser dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+@dataclass(slots=True)
+class Entry:
+    """One entry as parsed from a feed, before it is stored."""
+
+    key: str  # identity within the blog: guid, else link, else hash(title, date)
+    title: str
+    url: str | None
+    author: str | None
+    published: datetime | None  # UTC, as the feed claims it
+    excerpt: str  # plain text, never HTML
+    guid: str | None = None
+
+
+@dataclass(slots=True)
+class Post:
+    """A stored post."""
+
+    id: str  # '<blog>-<8 hex>': stable, used in drafts
+    blog: str  # blog id from blogs.yaml
+    title: str
+    url: str | None
+    author: str | None
+    published: datetime | None  # already clamped to first_seen
+    first_seen: datetime
+    excerpt: str
+
+    @property
+    def date(self) -> datetime:
+        """The date shown: min(published, first_seen) (REFERENCE.md section 2)."""
+        return self.published if self.published is not None else self.first_seen
+
+
+@dataclass(slots=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str | None
+    categories: frozenset[str] | None  # None: every category
+    status: str  # pending | confirmed | unsubscribed | bounced
+    token: str  # opaque public token for unsubscribe and preferences links
+
+
+class IssuePost(BaseModel):
+    """A post as it appears in an issue (and in the draft YAML, plus `include`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    title: str
+    url: str
+    blog: str  # blog id
+    category: str  # category id
+    author: str | None = None
+    date: datetime | None = None
+    excerpt: str = ""
+    note: str = ""  # the curator's Markdown
+
+
+class Issue(BaseModel):
+    """Everything needed to render an issue; frozen as JSON in the archive when sending starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    number: int
+    subject: str
+    intro: str = ""  # the curator's Markdown
+    since: datetime
+    until: datetime
+    posts: list[IssuePost]  # included posts, in display order within their category
+    archive_pick: IssuePost | None = None
+    skipped_weeks: int = 0  # quiet weeks rolled into this one
+
+    def categories(self) -> list[str]:
+        seen: list[str] = []
+        for post in self.posts:
+            if post.category not in seen:
+                seen.append(post.category)
+        return seen

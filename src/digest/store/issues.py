@@ -1,0 +1,109 @@
+"""Issues: frozen when sending starts; the web archive reads them back."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+from digest.models import Issue
+from digest.store.db import parse_ts, ts
+
+
+@dataclass(slots=True)
+class ArchivedIssue:
+    number: int
+    subject: str
+    since: datetime
+    until: datetime
+    content: Issue
+    html: str
+    text: str
+    status: str  # sending | sent | skipped
+    created_at: datetime
+    sent_at: datetime | None
+
+
+def _archived(row: sqlite3.Row) -> ArchivedIssue:
+    since, until, created = (parse_ts(row[k]) for k in ("since", "until", "created_at"))
+    assert since and until and created
+    return ArchivedIssue(
+        number=row["number"],
+        subject=row["subject"],
+        since=since,
+        until=until,
+        content=Issue.model_validate_json(row["content"]),
+        html=row["html"],
+        text=row["text"],
+        status=row["status"],
+        created_at=created,
+        sent_at=parse_ts(row["sent_at"]),
+    )
+
+
+def last_issue(conn: sqlite3.Connection) -> ArchivedIssue | None:
+    """The latest issue sent, being sent or skipped: its `until` is the next issue's `since`."""
+    row = conn.execute("SELECT * FROM issues ORDER BY number DESC LIMIT 1").fetchone()
+    return None if row is None else _archived(row)
+
+
+def next_number(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM issues").fetchone()[0])
+
+
+def get_issue(conn: sqlite3.Connection, number: int) -> ArchivedIssue | None:
+    row = conn.execute("SELECT * FROM issues WHERE number = ?", (number,)).fetchone()
+    return None if row is None else _archived(row)
+
+
+def list_issues(conn: sqlite3.Connection, *, include_skipped: bool = False) -> list[ArchivedIssue]:
+    where = "" if include_skipped else "WHERE status != 'skipped'"
+    rows = conn.execute(f"SELECT * FROM issues {where} ORDER BY number DESC")
+    return [_archived(r) for r in rows]
+
+
+def featured_urls(conn: sqlite3.Connection) -> set[str]:
+    """Every URL an earlier issue featured (posts and archive picks)."""
+    return {r[0] for r in conn.execute("SELECT url FROM featured")}
+
+
+def freeze_issue(
+    conn: sqlite3.Connection,
+    issue: Issue,
+    *,
+    html: str,
+    text: str,
+    status: str,
+    now: datetime,
+) -> None:
+    """Record the issue and what it featured. Call inside a transaction."""
+    conn.execute(
+        "INSERT INTO issues (number, subject, since, until, content, html, text, status,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            issue.number,
+            issue.subject,
+            ts(issue.since),
+            ts(issue.until),
+            issue.model_dump_json(),
+            html,
+            text,
+            status,
+            ts(now),
+        ),
+    )
+    rows = [(issue.number, p.id, p.url, "post") for p in issue.posts]
+    if issue.archive_pick is not None:
+        rows.append((issue.number, issue.archive_pick.id, issue.archive_pick.url, "archive"))
+    conn.executemany(
+        "INSERT OR IGNORE INTO featured (issue, post_id, url, kind) VALUES (?, ?, ?, ?)", rows
+    )
+
+
+def set_issue_status(
+    conn: sqlite3.Connection, number: int, status: str, *, sent_at: datetime | None = None
+) -> None:
+    conn.execute(
+        "UPDATE issues SET status = ?, sent_at = COALESCE(?, sent_at) WHERE number = ?",
+        (status, None if sent_at is None else ts(sent_at), number),
+    )

@@ -1,0 +1,153 @@
+"""The database schema as an ordered, append-only list of migrations.
+
+Never edit or reorder a migration that has shipped: append a new one. Each runs once, in its own
+transaction, and is recorded in ``schema_migrations``. Times are stored as UTC ISO-8601 text
+(``2026-11-30T08:00:00Z``) so they sort and compare as strings.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "initial schema",
+        """
+        CREATE TABLE meta (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+
+        -- One row per blog of blogs.yaml (keyed by the blog's id), the state of polite fetching.
+        CREATE TABLE feeds (
+            blog           TEXT PRIMARY KEY,
+            configured_url TEXT,              -- feed: (or homepage:) as blogs.yaml said it
+            url            TEXT,              -- URL we fetch: after discovery / permanent moves
+            etag           TEXT,              -- validators, byte-for-byte as last received
+            last_modified  TEXT,
+            status         TEXT NOT NULL DEFAULT 'new',   -- new | ok | error | gone
+            http_status    INTEGER,
+            error          TEXT,              -- a reason a person understands
+            failures       INTEGER NOT NULL DEFAULT 0,    -- consecutive
+            last_fetch     TEXT,
+            last_success   TEXT,
+            next_poll      TEXT,              -- not before (Cache-Control, Retry-After, backoff)
+            seeded         INTEGER NOT NULL DEFAULT 0     -- first run done: back catalogue seen
+        );
+
+        -- Every post ever seen. Only plain text is kept: no feed HTML anywhere.
+        CREATE TABLE posts (
+            id          TEXT PRIMARY KEY,     -- '<blog>-<8 hex>', stable; used in drafts
+            blog        TEXT NOT NULL,
+            key         TEXT NOT NULL,        -- guid, else link, else hash(title, date)
+            link_title  TEXT,                 -- normalised link + title: GUID-rewrite detection
+            canonical   TEXT,                 -- normalised URL: cross-blog duplicates
+            title       TEXT NOT NULL,
+            url         TEXT,
+            author      TEXT,
+            published   TEXT,                 -- as claimed, clamped to first_seen
+            first_seen  TEXT NOT NULL,
+            excerpt     TEXT NOT NULL DEFAULT '',
+            backlog     INTEGER NOT NULL DEFAULT 0,   -- recorded on a first run, outside the window
+            duplicate_of TEXT,                -- the same canonical URL seen earlier in another blog
+            UNIQUE (blog, key)
+        );
+        CREATE INDEX posts_first_seen ON posts (first_seen);
+        CREATE INDEX posts_link_title ON posts (blog, link_title);
+        CREATE INDEX posts_canonical ON posts (canonical);
+
+        -- Issues once sending started: frozen, and the web archive.
+        CREATE TABLE issues (
+            number      INTEGER PRIMARY KEY,
+            subject     TEXT NOT NULL,
+            since       TEXT NOT NULL,        -- window [since, until) of first_seen
+            until       TEXT NOT NULL,
+            content     TEXT NOT NULL,        -- JSON of the issue content (renderable again)
+            html        TEXT NOT NULL,        -- web-archive rendering, every category
+            text        TEXT NOT NULL,
+            status      TEXT NOT NULL,        -- sending | sent | skipped
+            created_at  TEXT NOT NULL,
+            sent_at     TEXT
+        );
+        -- What an issue featured, so the archive pick never repeats and no post is sent twice.
+        CREATE TABLE featured (
+            issue   INTEGER NOT NULL REFERENCES issues (number),
+            post_id TEXT,
+            url     TEXT NOT NULL,
+            kind    TEXT NOT NULL,            -- post | archive
+            PRIMARY KEY (issue, url)
+        );
+        CREATE INDEX featured_url ON featured (url);
+
+        CREATE TABLE subscribers (
+            id              INTEGER PRIMARY KEY,
+            email           TEXT NOT NULL UNIQUE,          -- normalised by email-validator
+            name            TEXT,
+            categories      TEXT,                          -- JSON list of category ids; NULL = all
+            status          TEXT NOT NULL,                 -- pending | confirmed | unsubscribed | bounced
+            token           TEXT NOT NULL UNIQUE,          -- opaque, public: unsubscribe/preferences
+            source          TEXT NOT NULL,                 -- web | cli | import
+            requested_at    TEXT NOT NULL,
+            request_ip      TEXT,
+            request_ua      TEXT,
+            consent_text    TEXT,
+            confirmed_at    TEXT,
+            confirm_ip      TEXT,
+            confirm_ua      TEXT,
+            unsubscribed_at TEXT
+        );
+        CREATE INDEX subscribers_status ON subscribers (status);
+
+        -- Double opt-in: only the hash of a confirmation token is stored; single use.
+        CREATE TABLE confirmations (
+            token_hash    TEXT PRIMARY KEY,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers (id),
+            created_at    TEXT NOT NULL,
+            expires_at    TEXT NOT NULL,
+            used_at       TEXT
+        );
+        CREATE INDEX confirmations_subscriber ON confirmations (subscriber_id, created_at);
+
+        -- Addresses that must not be re-added silently (unsubscribed, hard bounce).
+        CREATE TABLE suppressions (
+            email      TEXT PRIMARY KEY,
+            reason     TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+
+        -- Exactly once: the audience is snapshotted here in one transaction when sending starts.
+        CREATE TABLE deliveries (
+            issue         INTEGER NOT NULL REFERENCES issues (number),
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers (id),
+            email         TEXT NOT NULL,
+            variant       TEXT NOT NULL,      -- the category set this recipient gets
+            message_id    TEXT NOT NULL UNIQUE,   -- reused on every retry of this recipient
+            status        TEXT NOT NULL DEFAULT 'queued',
+                          -- queued | sending | sent | deferred | bounced | skipped
+            attempts      INTEGER NOT NULL DEFAULT 0,
+            reply         TEXT,               -- the server's last reply
+            next_attempt  TEXT,
+            updated_at    TEXT,
+            PRIMARY KEY (issue, subscriber_id)
+        );
+        CREATE INDEX deliveries_status ON deliveries (issue, status);
+
+        -- What happened, for `digest status`, reports and the audit trail (--force re-adds).
+        CREATE TABLE events (
+            id     INTEGER PRIMARY KEY,
+            at     TEXT NOT NULL,
+            kind   TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+
+        -- Scheduled runs of the weekly job (catch-up, hold/release).
+        CREATE TABLE runs (
+            id          INTEGER PRIMARY KEY,
+            scheduled   TEXT NOT NULL UNIQUE, -- the slot this run served (UTC)
+            started_at  TEXT NOT NULL,
+            finished_at TEXT,
+            outcome     TEXT,                 -- sent | skipped | held | failed
+            issue       INTEGER,
+            error       TEXT
+        );
+        """,
+    ),
+]

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture
+def blogs_yaml(tmp_path: Path) -> Path:
+    """A copy of the repository's blogs.yaml that a test may edit."""
+    path = tmp_path / "blogs.yaml"
+    shutil.copy(ROOT / "blogs.yaml", path)
+    return path
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "subscribers" / "digest.db"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's DIGEST_* variables or .env file."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("DIGEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
