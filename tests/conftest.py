@@ -31,3 +31,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("DIGEST_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+# Shared fixtures (feed server, SMTP server, ...) live in tests/plugins/, one module per real part.
+pytest_plugins = sorted(
+    f"plugins.{p.stem}"
+    for p in (Path(__file__).parent / "plugins").glob("*.py")
+    if p.stem != "__init__"
+)

@@ -51,7 +51,11 @@ def test_bad_feed_url_names_entry_path_line_and_expectation(blogs_yaml: Path) ->
 
 
 def test_unknown_key_is_an_error(blogs_yaml: Path) -> None:
-    _write(blogs_yaml, "commentary: >-\n          Where I first", "comentary: >-\n          Where I first")
+    _write(
+        blogs_yaml,
+        "commentary: >-\n          Where I first",
+        "comentary: >-\n          Where I first",
+    )
     with pytest.raises(ConfigError, match=r"categories\[1\]\.blogs\[2\]\.comentary.*unknown key"):
         load_blogs(blogs_yaml)
 

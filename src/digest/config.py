@@ -6,10 +6,10 @@ writes by hand and may be committed.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
 from collections.abc import Iterator
-import datetime as dt
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal

@@ -90,4 +90,3 @@ def main(ctx: click.Context, blogs: Path | None, db: Path | None) -> None:
     app = App(settings)
     ctx.obj = app
     ctx.call_on_close(app.close)
-

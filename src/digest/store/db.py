@@ -85,7 +85,9 @@ def schema_version(conn: sqlite3.Connection) -> int:
     ).fetchone()
     if row is None:
         return 0
-    return int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0])
+    return int(
+        conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+    )
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
@@ -124,7 +126,9 @@ def _statements(sql: str) -> Iterator[str]:
         yield buffer
 
 
-def log_event(conn: sqlite3.Connection, kind: str, detail: str, *, at: datetime | None = None) -> None:
+def log_event(
+    conn: sqlite3.Connection, kind: str, detail: str, *, at: datetime | None = None
+) -> None:
     conn.execute(
         "INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)", (ts(at or utcnow()), kind, detail)
     )

@@ -82,8 +82,8 @@ MIGRATIONS: list[tuple[str, str]] = [
             email           TEXT NOT NULL UNIQUE,          -- normalised by email-validator
             name            TEXT,
             categories      TEXT,                          -- JSON list of category ids; NULL = all
-            status          TEXT NOT NULL,                 -- pending | confirmed | unsubscribed | bounced
-            token           TEXT NOT NULL UNIQUE,          -- opaque, public: unsubscribe/preferences
+            status          TEXT NOT NULL,                 -- pending|confirmed|unsubscribed|bounced
+            token           TEXT NOT NULL UNIQUE,          -- opaque, public, in links
             source          TEXT NOT NULL,                 -- web | cli | import
             requested_at    TEXT NOT NULL,
             request_ip      TEXT,

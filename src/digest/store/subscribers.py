@@ -82,7 +82,9 @@ def get_by_token(conn: sqlite3.Connection, token: str) -> Subscriber | None:
     return None if row is None else _subscriber(row)
 
 
-def iter_subscribers(conn: sqlite3.Connection, *, status: str | None = None) -> Iterator[Subscriber]:
+def iter_subscribers(
+    conn: sqlite3.Connection, *, status: str | None = None
+) -> Iterator[Subscriber]:
     if status is None:
         rows = conn.execute("SELECT * FROM subscribers ORDER BY id")
     else:
