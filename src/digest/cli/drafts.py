@@ -1,0 +1,197 @@
+"""`digest draft` and `digest preview`: the curator's side of an issue."""
+
+from __future__ import annotations
+
+import webbrowser
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.table import Table
+
+from digest.cli import App, main, pass_app
+from digest.errors import DeliveryError
+from digest.store.db import utcnow
+
+if TYPE_CHECKING:
+    from digest.issue.draft import DraftSummary
+    from digest.models import Issue
+
+# The heavy parts (premailer, httpx, the SMTP client) are imported inside the commands: every
+# other `digest` command starts without paying for them.
+
+# The sample subscriber of preview.eml: a token of the real length (43 characters) keeps the
+# List-Unsubscribe header as long as the real ones (REFERENCE.md section 3).
+SAMPLE_EMAIL = "reader@example.org"
+SAMPLE_NAME = "Sample Reader"
+SAMPLE_TOKEN = "preview" + "0" * 36
+
+
+@main.command()
+@click.option("--no-fetch", is_flag=True, help="Do not fetch the feeds first: use what is stored.")
+@click.option("--force", is_flag=True, help="Fetch every feed, even those not due yet.")
+@pass_app
+def draft(app: App, no_fetch: bool, force: bool) -> None:
+    """Fetch the feeds and create or refresh the draft of the next issue.
+
+    The draft is a YAML file (drafts/<number>.yaml) to edit by hand: subject, intro, the order of
+    the posts, a note on each, which to include, the archive pick. Running this again adds the
+    posts found since, keeping every edit.
+    """
+    from digest.feeds.gather import gather_sync
+    from digest.issue.draft import refresh_draft
+
+    now = utcnow()
+    if not no_fetch:
+        report = gather_sync(app.settings, app.blogs, app.db, now=now, force=force)
+        failing = len(report.failed)
+        app.console.print(
+            f"Fetched {len(report.results)} feeds: {report.new_posts} new post(s)"
+            + (f", [red]{failing} failing[/]" if failing else "")
+        )
+    summary = refresh_draft(app.settings, app.blogs, app.db, now=now)
+    _print_summary(app, summary)
+
+
+def _print_summary(app: App, summary: DraftSummary) -> None:
+    from digest.render.view import date_range
+
+    console = app.console
+    blogs = app.blogs
+    zone = blogs.newsletter.schedule.tz
+    verb = "Created" if summary.created else "Refreshed"
+    console.print(f"{verb} [bold]{summary.path}[/]")
+    window = date_range(summary.since, summary.until, zone)
+    console.print(f"Issue {summary.number}, posts first seen {window} ({zone.key})")
+    if summary.skipped_weeks:
+        console.print(f"{summary.skipped_weeks} quiet week(s) roll into this issue")
+    table = Table(show_header=True, box=None, pad_edge=False)
+    table.add_column("category")
+    table.add_column("included", justify="right")
+    for cat in blogs.categories:
+        table.add_row(cat.title, str(summary.per_category.get(cat.id, 0)))
+    console.print(table)
+    console.print(
+        f"{summary.included} of {summary.entries} post(s) included; "
+        f"{len(summary.added)} added by this run"
+    )
+    for post in summary.added[:8]:
+        blog = blogs.blog(post.blog)
+        console.print(f"  + {post.title} [dim]({blog.name if blog else post.blog})[/]")
+    if len(summary.added) > 8:
+        console.print(f"  ... and {len(summary.added) - 8} more")
+    pick = summary.archive_pick
+    console.print(
+        f"From the archive: {pick.title} [dim]({pick.url})[/]" if pick else "No archive pick"
+    )
+    if summary.health:
+        console.print("[yellow]Feed health[/] (for you only, never in the email):")
+        for note in summary.health:
+            console.print(f"  - {note.text}")
+    console.print("Edit the draft, then run `digest preview`.")
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("preview"),
+    show_default=True,
+    help="Folder for preview.html, preview.txt and preview.eml.",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the HTML in the web browser.")
+@click.option("--text", "show_text", is_flag=True, help="Print the text part.")
+@click.option("--to", "to", metavar="ADDRESS", help="Send one test copy to ADDRESS.")
+@click.option("--check", is_flag=True, help="Lint the issue; exit 1 listing every problem.")
+@pass_app
+def preview(
+    app: App, out: Path, open_browser: bool, show_text: bool, to: str | None, check: bool
+) -> None:
+    """Render the current draft exactly as a subscriber gets it."""
+    from digest.issue.draft import load_issue
+    from digest.render import GMAIL_CLIP, HTML_BUDGET, encoded_size, render_issue
+    from digest.render.lint import lint
+    from digest.send.message import MessageTemplate, message_id
+    from digest.send.transport import deliver_one
+
+    settings, blogs = app.settings, app.blogs
+    issue = load_issue(settings, blogs, app.db)
+    rendered = render_issue(issue, blogs, base_url=settings.base_url)
+    base = settings.base_url
+    unsubscribe_url = f"{base}/unsubscribe/{SAMPLE_TOKEN}"
+    html, text = rendered.fill(
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=f"{base}/preferences/{SAMPLE_TOKEN}",
+        web_url=f"{base}/archive/{issue.number}",
+        name=SAMPLE_NAME,
+    )
+    template = MessageTemplate.build(
+        rendered, newsletter=blogs.newsletter, settings=settings, issue_number=issue.number
+    )
+    domain = blogs.newsletter.from_address.rpartition("@")[2]
+    eml = template.message(
+        to=SAMPLE_EMAIL, name=SAMPLE_NAME, token=SAMPLE_TOKEN, message_id=message_id(domain)
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"html": out / "preview.html", "txt": out / "preview.txt", "eml": out / "preview.eml"}
+    paths["html"].write_text(html, encoding="utf-8")
+    paths["txt"].write_text(text, encoding="utf-8")
+    paths["eml"].write_bytes(eml)
+
+    console = app.console
+    for path in paths.values():
+        console.print(f"wrote {path}")
+    size = encoded_size(html)
+    colour = "green" if size <= HTML_BUDGET else "red"
+    console.print(
+        f"HTML: [{colour}]{size / 1024:.1f} KB[/] encoded, of Gmail's {GMAIL_CLIP // 1024} KB "
+        f"clipping limit (budget {HTML_BUDGET // 1024} KB)"
+        + (
+            f"; excerpts cut to {rendered.excerpt_limit} characters"
+            if rendered.excerpt_limit is not None and rendered.excerpt_limit < 300
+            else ""
+        )
+        + (f"; {rendered.posts - rendered.shown} posts collapsed" if rendered.per_blog else "")
+    )
+    console.print(f"Words: {len(text.split())}")
+    _print_categories(app, issue)
+
+    if show_text:
+        click.echo(text)
+    if open_browser:
+        webbrowser.open(paths["html"].resolve().as_uri())
+    if to:
+        address = to.strip()
+        if "@" not in address or any(c.isspace() for c in address):
+            raise DeliveryError(f"{to!r} is not an email address", recipient=to)
+        message = template.message(
+            to=address,
+            name=None,
+            token=SAMPLE_TOKEN,
+            message_id=message_id(domain),
+            subject_prefix="[Preview] ",
+        )
+        reply = deliver_one(
+            settings, sender=blogs.newsletter.from_address, to=address, message=message
+        )
+        console.print(f"sent a test copy to {address}: {reply}")
+    if check:
+        problems = lint(html, text, unsubscribe_url=unsubscribe_url)
+        if problems:
+            for problem in problems:
+                click.secho(f"check failed: {problem}", err=True, fg="red")
+            raise click.exceptions.Exit(1)
+        console.print("[green]check passed[/]")
+
+
+def _print_categories(app: App, issue: Issue) -> None:
+    counts: dict[str, int] = {}
+    for post in issue.posts:
+        counts[post.category] = counts.get(post.category, 0) + 1
+    parts = []
+    for cat in app.blogs.categories:
+        if counts.get(cat.id):
+            parts.append(f"{cat.title} {counts[cat.id]}")
+    pick = " + archive pick" if issue.archive_pick else ""
+    console_line = ", ".join(parts) if parts else "no new posts"
+    app.console.print(f"Posts: {console_line}{pick}")

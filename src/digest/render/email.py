@@ -1,0 +1,151 @@
+"""Rendering an issue: the one seam to Jinja2 and premailer.
+
+premailer runs once per variant (category set), never per subscriber: it costs milliseconds,
+substitution costs microseconds (REFERENCE.md section 4). Gmail clips HTML past ~102 KB of
+encoded HTML and hides the rest, the unsubscribe footer included, so a variant must fit
+``HTML_BUDGET``: excerpts shorten first, then each blog's overflow collapses into "and N more
+posts from BLOG", linking to the web archive.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+from digest.config import BlogsFile
+from digest.models import Issue
+from digest.render import markdown, text
+from digest.render.rendered import (
+    GREETING,
+    PREFERENCES_URL,
+    UNSUBSCRIBE_URL,
+    WEB_URL,
+    Rendered,
+)
+from digest.render.view import IssueView, Shape, build_view
+
+TEMPLATES = Path(__file__).resolve().parents[3] / "templates" / "email"
+HTML_BUDGET = 90 * 1024  # REFERENCE.md section 4: Gmail clips at ~102 KB; keep a margin
+GMAIL_CLIP = 102 * 1024
+
+# Tried in order until the HTML fits: shorter excerpts first, then fewer posts per blog.
+SHAPES = (
+    Shape(),
+    Shape(excerpt_limit=160),
+    Shape(excerpt_limit=80),
+    Shape(excerpt_limit=0),
+    *(Shape(excerpt_limit=0, per_blog=n) for n in (20, 10, 5, 3, 2, 1)),
+)
+
+
+def encoded_size(html: str) -> int:
+    """Bytes of the HTML part as sent: UTF-8, quoted-printable (REFERENCE.md section 3)."""
+    return len(binascii.b2a_qp(html.encode("utf-8"), istext=True))
+
+
+@lru_cache(maxsize=4)
+def environment(folder: Path = TEMPLATES) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.globals.update(
+        UNSUBSCRIBE_URL=UNSUBSCRIBE_URL,
+        PREFERENCES_URL=PREFERENCES_URL,
+        WEB_URL=WEB_URL,
+        GREETING=GREETING,
+        wrap=text.wrap,
+        underline=text.underline,
+        md_text=markdown.to_text,
+    )
+    return env
+
+
+def inline_css(html: str) -> str:
+    """premailer with the options that matter (REFERENCE.md section 4)."""
+    # Imported here: premailer (with cssutils, lxml, requests) takes ~0.2 s to import, which
+    # every `digest` command would pay otherwise.
+    from premailer import Premailer
+
+    out: str = Premailer(
+        html,
+        allow_network=False,
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+        remove_classes=False,  # the progressive-enhancement <style> block targets them
+        strip_important=False,
+    ).transform()
+    # lxml drops the doctype; without it clients render in quirks mode.
+    if not out.lstrip().lower().startswith("<!doctype"):
+        out = "<!DOCTYPE html>\n" + out
+    return out
+
+
+def _html(view: IssueView) -> str:
+    return environment().get_template("issue.html.j2").render(view=view)
+
+
+def _text(view: IssueView) -> str:
+    body = environment().get_template("issue.txt.j2").render(view=view, links=text.Links())
+    lines = [line.rstrip() for line in body.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
+
+
+_GREETING_ELEMENT = re.compile(r"<(p|div)\b[^>]*>" + re.escape(GREETING) + r"</\1>\s*")
+
+
+def render_issue(
+    issue: Issue,
+    blogs: BlogsFile,
+    *,
+    base_url: str,
+    categories: frozenset[str] | None = None,
+    budget: int | None = HTML_BUDGET,
+) -> Rendered:
+    """Render one variant of ``issue``. ``budget=None`` keeps everything (the web archive)."""
+    ratio: float | None = None  # inlined size / template size, learned from the first run
+    shapes = SHAPES if budget is not None else SHAPES[:1]
+    html = ""
+    size = 0
+    view: IssueView | None = None
+    shape = shapes[0]
+    for position, shape in enumerate(shapes):
+        view = build_view(issue, blogs, base_url=base_url, categories=categories, shape=shape)
+        raw = _html(view)
+        last = position == len(shapes) - 1
+        if budget is not None and ratio is not None and not last:
+            # Skip premailer for shapes that clearly cannot fit: a 300-post week tries few.
+            if len(raw) * ratio > budget * 1.1:
+                continue
+        html = inline_css(raw)
+        size = encoded_size(html)
+        ratio = size / max(len(raw), 1)
+        if budget is None or size <= budget:
+            break
+    # Still over budget with one post per blog (a novel for an intro): returned all the same,
+    # so that `digest preview` shows it and `--check` says why; see Rendered.over_budget.
+    assert view is not None
+    match = _GREETING_ELEMENT.search(html)
+    return Rendered(
+        subject=issue.subject,
+        html=html,
+        text=_text(view),
+        categories=categories,
+        posts=view.posts,
+        shown=view.shown,
+        size=size,
+        excerpt_limit=shape.excerpt_limit,
+        per_blog=shape.per_blog,
+        archive_pick=view.archive is not None,
+        greeting_html=match.group(0) if match else GREETING,
+        budget=budget,
+    )

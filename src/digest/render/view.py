@@ -1,0 +1,243 @@
+"""What the templates show: an Issue, one category variant, shaped to fit the size budget.
+
+Pure: no I/O, no Jinja. The templates only lay out these values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+
+from markupsafe import Markup
+
+from digest.config import BlogsFile
+from digest.models import Issue, IssuePost
+from digest.render import markdown
+from digest.render.text import shorten
+
+# What subscribers see of a feed's excerpt when there is room: a taste, not the post.
+EXCERPT_CHARS = 300
+PREHEADER_CHARS = 140
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How much of the issue fits: excerpt length, then posts shown per blog."""
+
+    excerpt_limit: int | None = EXCERPT_CHARS
+    per_blog: int | None = None
+
+
+@dataclass(slots=True)
+class PostView:
+    title: str
+    url: str
+    meta: str  # "author · 3 May 2024"
+    excerpt: str
+    note: str  # Markdown source (the text part renders it)
+    note_html: Markup
+
+
+@dataclass(slots=True)
+class BlockView:
+    """Consecutive posts of one blog inside a category."""
+
+    blog: str
+    name: str
+    homepage: str
+    anchor: str  # "" when an earlier block of the same blog already carries it
+    commentary: str  # "" after the blog's first appearance in the issue
+    posts: list[PostView] = field(default_factory=list)
+    more: int = 0  # posts collapsed into "and N more posts from BLOG"
+
+
+@dataclass(slots=True)
+class CategoryView:
+    id: str
+    title: str
+    description: str
+    blocks: list[BlockView]
+
+    @property
+    def count(self) -> int:
+        return sum(len(b.posts) + b.more for b in self.blocks)
+
+
+@dataclass(slots=True)
+class ArchiveView:
+    post: PostView
+    blog: str
+    name: str
+    homepage: str
+    commentary: str
+
+
+@dataclass(slots=True)
+class IssueView:
+    title: str  # the newsletter's
+    description: str
+    curator: str
+    number: int
+    subject: str
+    dates: str
+    intro: str  # Markdown source
+    intro_html: Markup
+    preheader: str
+    base_url: str
+    archive_url: str  # this issue in the web archive
+    categories: list[CategoryView]
+    archive: ArchiveView | None
+    skipped_weeks: int
+
+    @property
+    def posts(self) -> int:
+        return sum(c.count for c in self.categories)
+
+    @property
+    def shown(self) -> int:
+        return sum(len(b.posts) for c in self.categories for b in c.blocks)
+
+
+def day(moment: datetime, zone: tzinfo) -> str:
+    local = moment.astimezone(zone)
+    return f"{local.day} {local:%b %Y}"
+
+
+def date_range(since: datetime, until: datetime, zone: tzinfo) -> str:
+    return f"{day(since, zone)} \u2013 {day(until, zone)}"
+
+
+def _post_view(post: IssuePost, shape: Shape, zone: tzinfo, blog_name: str) -> PostView:
+    author = " ".join((post.author or "").split())
+    if author.casefold() == blog_name.casefold():
+        author = ""  # "Sander Dieleman · Sander Dieleman" says nothing twice
+    meta = " \u00b7 ".join(x for x in (author, day(post.date, zone) if post.date else "") if x)
+    return PostView(
+        title=" ".join(post.title.split()) or post.url,
+        url=post.url,
+        meta=meta,
+        excerpt=shorten(post.excerpt, shape.excerpt_limit),
+        note=post.note.strip(),
+        note_html=Markup(markdown.to_html(post.note)),
+    )
+
+
+def _wanted(post: IssuePost, categories: frozenset[str] | None) -> bool:
+    return categories is None or post.category in categories
+
+
+def build_view(
+    issue: Issue,
+    blogs: BlogsFile,
+    *,
+    base_url: str,
+    categories: frozenset[str] | None = None,
+    shape: Shape = Shape(),
+) -> IssueView:
+    """The variant of ``issue`` for subscribers of ``categories`` (None: every category)."""
+    zone = blogs.newsletter.schedule.tz
+    base_url = base_url.rstrip("/")
+    archive_url = f"{base_url}/archive/{issue.number}"
+    order = {c.id: i for i, c in enumerate(blogs.categories)}
+    posts = [p for p in issue.posts if _wanted(p, categories)]
+
+    commented: set[str] = set()
+    anchored: set[str] = set()
+    shown_per_blog: dict[str, int] = {}
+    views: list[CategoryView] = []
+    # Categories in blogs.yaml order; posts in the curator's order within each.
+    for cat_id in sorted({p.category for p in posts}, key=lambda c: (order.get(c, len(order)), c)):
+        cat = blogs.category(cat_id)
+        blocks: list[BlockView] = []
+        for post in (p for p in posts if p.category == cat_id):
+            if not blocks or blocks[-1].blog != post.blog:
+                blog = blogs.blog(post.blog)
+                name = blog.name if blog else post.blog
+                blocks.append(
+                    BlockView(
+                        blog=post.blog,
+                        name=name,
+                        homepage=blog.homepage if blog else post.url,
+                        anchor="" if post.blog in anchored else f"blog-{post.blog}",
+                        commentary=""
+                        if post.blog in commented or blog is None
+                        else " ".join(blog.commentary.split()),
+                    )
+                )
+                anchored.add(post.blog)
+                commented.add(post.blog)
+            block = blocks[-1]
+            seen = shown_per_blog.get(post.blog, 0)
+            if shape.per_blog is not None and seen >= shape.per_blog:
+                block.more += 1
+                continue
+            shown_per_blog[post.blog] = seen + 1
+            block.posts.append(_post_view(post, shape, zone, block.name))
+        views.append(
+            CategoryView(
+                id=cat_id,
+                title=cat.title if cat else cat_id,
+                description=" ".join(cat.description.split()) if cat else "",
+                blocks=blocks,
+            )
+        )
+
+    archive: ArchiveView | None = None
+    pick = issue.archive_pick
+    if pick is not None and _wanted(pick, categories):
+        blog = blogs.blog(pick.blog)
+        name = blog.name if blog else pick.blog
+        archive = ArchiveView(
+            post=_post_view(pick, Shape(excerpt_limit=shape.excerpt_limit), zone, name),
+            blog=pick.blog,
+            name=blog.name if blog else pick.blog,
+            homepage=blog.homepage if blog else pick.url,
+            commentary=" ".join(blog.commentary.split()) if blog else "",
+        )
+
+    view = IssueView(
+        title=blogs.newsletter.title,
+        description=" ".join(blogs.newsletter.description.split()),
+        curator=blogs.newsletter.curator,
+        number=issue.number,
+        subject=issue.subject,
+        dates=date_range(issue.since, issue.until, zone),
+        intro=issue.intro.strip(),
+        intro_html=Markup(markdown.to_html(issue.intro)),
+        preheader="",
+        base_url=base_url,
+        archive_url=archive_url,
+        categories=views,
+        archive=archive,
+        skipped_weeks=issue.skipped_weeks,
+    )
+    view.preheader = preheader(view)
+    return view
+
+
+def preheader(view: IssueView) -> str:
+    """The inbox preview line: the curator's intro, else what the issue holds."""
+    text = markdown.to_plain(view.intro)
+    if not text:
+        names: list[str] = []
+        for cat in view.categories:
+            for block in cat.blocks:
+                if block.name not in names:
+                    names.append(block.name)
+        count = view.posts
+        if count:
+            noun = "post" if count == 1 else "posts"
+            text = f"{count} new {noun} from {_join(names)}."
+        elif view.archive is not None:
+            text = f"From the archive: {view.archive.post.title}"
+        else:
+            text = view.description
+    return shorten(text, PREHEADER_CHARS)
+
+
+def _join(names: list[str]) -> str:
+    if len(names) > 3:
+        return ", ".join(names[:3]) + f" and {len(names) - 3} more"
+    if len(names) > 1:
+        return ", ".join(names[:-1]) + " and " + names[-1]
+    return names[0] if names else ""
