@@ -1,0 +1,184 @@
+"""After signup: one-click unsubscribe, preferences, and the curator's add and remove."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from digest.config import BlogsFile, Settings
+from digest.errors import SubscriberError
+from digest.models import Subscriber
+from digest.store import subscribers as store
+from digest.store.db import log_event, transaction
+from digest.subscribers.optin import start_confirmation
+from digest.subscribers.values import (
+    Mail,
+    clean_categories,
+    clean_name,
+    find_by_token,
+    new_token,
+    normalise_email,
+)
+
+
+def _leave(conn: sqlite3.Connection, sub: Subscriber, reason: str, how: str, now: datetime) -> None:
+    store.set_status(conn, sub.id, "unsubscribed", now=now)
+    store.suppress(conn, sub.email, reason, now=now)
+    log_event(conn, "unsubscribe", f"subscriber {sub.id} {how}", at=now)
+
+
+def unsubscribe_by_token(
+    conn: sqlite3.Connection, token: str, *, now: datetime, how: str = "web"
+) -> Subscriber | None:
+    """Unsubscribe at once (RFC 8058); idempotent. None for an unknown token."""
+    with transaction(conn):
+        sub = find_by_token(conn, token)
+        if sub is None:
+            return None
+        if sub.status != "unsubscribed":
+            # A bounced address stays `bounced` (the stronger fact) but is suppressed all the same.
+            if sub.status == "bounced":
+                store.suppress(conn, sub.email, "bounced", now=now)
+            else:
+                _leave(conn, sub, "unsubscribed", how, now)
+        return store.get_by_id(conn, sub.id)
+
+
+def update_preferences(
+    conn: sqlite3.Connection,
+    blogs: BlogsFile,
+    token: str,
+    *,
+    name: str | None,
+    categories: Iterable[str] | None,
+    now: datetime,
+) -> Subscriber | None:
+    """New name and categories for the subscriber behind the token; None for an unknown token."""
+    clean = clean_name(name)
+    chosen = clean_categories(blogs, categories)
+    with transaction(conn):
+        sub = find_by_token(conn, token)
+        if sub is None:
+            return None
+        store.update_preferences(conn, sub.id, name=clean, categories=chosen)
+        log_event(conn, "preferences", f"subscriber {sub.id} changed preferences", at=now)
+        return store.get_by_id(conn, sub.id)
+
+
+def resubscribe_by_token(
+    conn: sqlite3.Connection,
+    token: str,
+    *,
+    now: datetime,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> Subscriber | None:
+    """Undo an unsubscribe from the preferences page. The token came in a mail to the
+    address, so using it proves ownership as a confirmation does; a bounced address stays out."""
+    with transaction(conn):
+        sub = find_by_token(conn, token)
+        if sub is None or sub.status != "unsubscribed":
+            return sub
+        store.set_status(conn, sub.id, "confirmed", now=now, ip=ip, user_agent=user_agent)
+        store.unsuppress(conn, sub.email)
+        log_event(conn, "resubscribe", f"subscriber {sub.id} resubscribed via web", at=now)
+        return store.get_by_id(conn, sub.id)
+
+
+# --- the curator's commands -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    subscriber: Subscriber
+    mail: Mail | None  # the confirmation to send (not --confirmed)
+
+
+def add(
+    conn: sqlite3.Connection,
+    settings: Settings,
+    blogs: BlogsFile,
+    *,
+    email: str,
+    name: str | None = None,
+    categories: Iterable[str] | None = None,
+    confirmed: bool = False,
+    force: bool = False,
+    now: datetime,
+) -> Added:
+    """Add one subscriber by hand. A suppressed address (unsubscribed, bounced) is refused
+    unless ``force``, which is logged: the curator then vouches for fresh consent."""
+    address = normalise_email(email)
+    clean = clean_name(name)
+    chosen = clean_categories(blogs, categories)
+    newsletter = blogs.newsletter
+    with transaction(conn):
+        reason = store.suppression_reason(conn, address)
+        sub = store.get_by_email(conn, address)
+        if reason is not None and not force:
+            raise SubscriberError(
+                f"{address} is on the suppression list ({reason})",
+                email=address,
+                hint="they asked not to be mailed; add --force only with their fresh consent",
+            )
+        if sub is not None and sub.status == "confirmed":
+            raise SubscriberError(f"{address} is already subscribed", email=address)
+        if reason is not None:
+            store.unsuppress(conn, address)
+            log_event(conn, "force-add", f"{address} re-added with --force (was {reason})", at=now)
+        if sub is None:
+            sub = store.insert_subscriber(
+                conn,
+                email=address,
+                name=clean,
+                categories=chosen,
+                status="confirmed" if confirmed else "pending",
+                token=new_token(),
+                source="cli",
+                now=now,
+                consent_text="added by the curator (digest subscribers add)",
+            )
+            if confirmed:
+                return Added(sub, None)
+        elif confirmed:
+            store.update_preferences(conn, sub.id, name=clean, categories=chosen)
+            store.set_status(conn, sub.id, "confirmed", now=now)
+            fresh = store.get_by_id(conn, sub.id)
+            assert fresh is not None
+            return Added(fresh, None)
+        mail = start_confirmation(
+            conn,
+            settings,
+            newsletter,
+            sub,
+            name=clean,
+            categories=chosen,
+            now=now,
+            source="cli",
+            ip=None,
+            user_agent=None,
+        )
+        return Added(sub, mail)
+
+
+def remove(conn: sqlite3.Connection, email: str, *, now: datetime) -> Subscriber:
+    """Unsubscribe by address (the curator acting on a request); the consent record stays."""
+    address = normalise_email(email)
+    with transaction(conn):
+        sub = store.get_by_email(conn, address)
+        if sub is None:
+            raise SubscriberError(f"{address} is not a subscriber", email=address)
+        if sub.status != "unsubscribed":
+            _leave(conn, sub, "removed", "removed by the curator", now)
+        fresh = store.get_by_id(conn, sub.id)
+        assert fresh is not None
+        return fresh
+
+
+def send(settings: Settings, blogs: BlogsFile, mail: Mail) -> None:
+    """Send one signup mail now (SMTP, or the Maildir outbox without DIGEST_SMTP_HOST)."""
+    from digest.send.transactional import send_mail
+
+    send_mail(settings, blogs.newsletter, to=mail.to, subject=mail.subject, text=mail.text)

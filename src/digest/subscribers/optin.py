@@ -1,0 +1,251 @@
+"""Double opt-in: the signup request, the confirmation mail and link, a fresh link."""
+
+from __future__ import annotations
+
+import hmac
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from digest.config import BlogsFile, Newsletter, Settings
+from digest.models import Subscriber
+from digest.store import subscribers as store
+from digest.store.db import log_event, transaction
+from digest.subscribers.values import (
+    CONFIRM_TTL,
+    MAILS_PER_DAY,
+    Mail,
+    clean_categories,
+    clean_name,
+    consent_text,
+    hash_token,
+    new_token,
+    normalise_email,
+)
+
+
+def _confirm_mail(settings: Settings, newsletter: Newsletter, to: str, token: str) -> Mail:
+    link = f"{settings.base_url}/confirm/{token}"
+    text = (
+        f"Hello,\n\nsomeone, hopefully you, asked to receive {newsletter.title} at this "
+        f"address.\n\nTo confirm, open this link and press the button:\n\n  {link}\n\n"
+        f"The link works for {int(CONFIRM_TTL.total_seconds() // 3600)} hours. If you did not "
+        "ask for this, ignore this mail: without your confirmation you will not hear from us "
+        f"again.\n\n-- \n{newsletter.curator}, {newsletter.title}\n{settings.base_url}/\n"
+    )
+    return Mail(to=to, subject=f"Confirm your subscription to {newsletter.title}", text=text)
+
+
+def _notice_mail(settings: Settings, newsletter: Newsletter, sub: Subscriber) -> Mail:
+    text = (
+        f"Hello,\n\nsomeone, hopefully you, asked to subscribe this address to "
+        f"{newsletter.title}. It is subscribed already, so nothing changed.\n\n"
+        f"To choose your categories or change your name:\n\n"
+        f"  {settings.base_url}/preferences/{sub.token}\n\n"
+        f"To unsubscribe:\n\n  {settings.base_url}/unsubscribe/{sub.token}\n\n"
+        f"-- \n{newsletter.curator}, {newsletter.title}\n{settings.base_url}/\n"
+    )
+    return Mail(to=sub.email, subject=f"You are subscribed to {newsletter.title}", text=text)
+
+
+def start_confirmation(
+    conn: sqlite3.Connection,
+    settings: Settings,
+    newsletter: Newsletter,
+    sub: Subscriber,
+    *,
+    name: str | None,
+    categories: frozenset[str] | None,
+    now: datetime,
+    source: str,
+    ip: str | None,
+    user_agent: str | None,
+) -> Mail:
+    token = new_token()
+    store.insert_confirmation(
+        conn,
+        token_hash=hash_token(token),
+        subscriber_id=sub.id,
+        now=now,
+        expires_at=now + CONFIRM_TTL,
+        name=name,
+        categories=categories,
+        source=source,
+        ip=ip,
+        user_agent=user_agent,
+        consent_text=consent_text(newsletter),
+    )
+    store.record_signup_mail(conn, sub.email, "confirm", now=now)
+    return _confirm_mail(settings, newsletter, sub.email, token)
+
+
+def over_cap(conn: sqlite3.Connection, email: str, now: datetime) -> bool:
+    return store.signup_mails_since(conn, email, now - timedelta(days=1)) >= MAILS_PER_DAY
+
+
+def subscribe(
+    conn: sqlite3.Connection,
+    settings: Settings,
+    blogs: BlogsFile,
+    *,
+    email: str,
+    name: str | None = None,
+    categories: Iterable[str] | None = None,
+    now: datetime,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    source: str = "web",
+) -> Mail | None:
+    """A signup request. Returns the mail to send, or None (daily cap reached).
+
+    The caller must answer the same way whatever happens here: the state of an address (new,
+    pending, confirmed, unsubscribed) is never revealed to whoever typed it (REFERENCE.md 5).
+    A new or pending address gets a confirmation; a confirmed one a notice with its preferences
+    link; an unsubscribed or bounced one a confirmation too, since confirming proves that the
+    owner of the address wants it back (the suppression entry is lifted only then).
+    """
+    address = normalise_email(email)
+    clean = clean_name(name)
+    chosen = clean_categories(blogs, categories)
+    newsletter = blogs.newsletter
+    with transaction(conn):
+        if over_cap(conn, address, now):
+            return None
+        sub = store.get_by_email(conn, address)
+        if sub is None:
+            sub = store.insert_subscriber(
+                conn,
+                email=address,
+                name=clean,
+                categories=chosen,
+                status="pending",
+                token=new_token(),
+                source=source,
+                now=now,
+                ip=ip,
+                user_agent=user_agent,
+                consent_text=consent_text(newsletter),
+            )
+        elif sub.status == "confirmed":
+            store.record_signup_mail(conn, address, "notice", now=now)
+            return _notice_mail(settings, newsletter, sub)
+        return start_confirmation(
+            conn,
+            settings,
+            newsletter,
+            sub,
+            name=clean,
+            categories=chosen,
+            now=now,
+            source=source,
+            ip=ip,
+            user_agent=user_agent,
+        )
+
+
+ConfirmStatus = Literal["valid", "confirmed", "already", "used", "expired", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmState:
+    """What a confirmation link stands for.
+
+    valid: unused and in time (GET shows the button); confirmed: the POST just activated it;
+    already: used before and the subscriber is active; used: used before and the subscriber
+    left since (the old link must not bring them back); expired; unknown (forged or purged).
+    """
+
+    status: ConfirmStatus
+    subscriber: Subscriber | None = None
+
+
+def _lookup_confirmation(
+    conn: sqlite3.Connection, token: str
+) -> tuple[store.Confirmation, Subscriber] | None:
+    if not token or len(token) > 100:
+        return None
+    digest = hash_token(token)
+    found = store.get_confirmation(conn, digest)
+    if found is None or not hmac.compare_digest(found.token_hash, digest):
+        return None
+    sub = store.get_by_id(conn, found.subscriber_id)
+    return None if sub is None else (found, sub)
+
+
+def _state(conf: store.Confirmation, sub: Subscriber, now: datetime) -> ConfirmState:
+    if conf.used_at is not None:
+        return ConfirmState("already" if sub.status == "confirmed" else "used", sub)
+    if now >= conf.expires_at:
+        return ConfirmState("expired", sub)
+    return ConfirmState("valid", sub)
+
+
+def check_confirmation(conn: sqlite3.Connection, token: str, *, now: datetime) -> ConfirmState:
+    """Read-only: what a GET of the link shows. A GET never confirms (mail scanners fetch)."""
+    found = _lookup_confirmation(conn, token)
+    return ConfirmState("unknown") if found is None else _state(*found, now)
+
+
+def confirm(
+    conn: sqlite3.Connection,
+    token: str,
+    *,
+    now: datetime,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> ConfirmState:
+    """Activate the subscription the token was sent for (the POST of the confirm page)."""
+    with transaction(conn):
+        found = _lookup_confirmation(conn, token)
+        if found is None:
+            return ConfirmState("unknown")
+        conf, sub = found
+        state = _state(conf, sub, now)
+        if state.status != "valid" or not store.use_confirmation(conn, conf.token_hash, now=now):
+            return state
+        store.confirm_subscriber(conn, conf, now=now, ip=ip, user_agent=user_agent)
+        reason = store.suppression_reason(conn, sub.email)
+        if reason is not None:
+            store.unsuppress(conn, sub.email)
+            log_event(
+                conn,
+                "resubscribe",
+                f"{sub.email} confirmed a new subscription (was suppressed: {reason})",
+                at=now,
+            )
+        fresh = store.get_by_id(conn, sub.id)
+        return ConfirmState("confirmed", fresh)
+
+
+def resend_confirmation(
+    conn: sqlite3.Connection,
+    settings: Settings,
+    blogs: BlogsFile,
+    token: str,
+    *,
+    now: datetime,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> Mail | None:
+    """A fresh confirmation for the request an expired link was sent for (capped per day)."""
+    with transaction(conn):
+        found = _lookup_confirmation(conn, token)
+        if found is None:
+            return None
+        conf, sub = found
+        if _state(conf, sub, now).status != "expired" or over_cap(conn, sub.email, now):
+            return None
+        return start_confirmation(
+            conn,
+            settings,
+            blogs.newsletter,
+            sub,
+            name=conf.name,
+            categories=conf.categories,
+            now=now,
+            source=conf.source,
+            ip=ip,
+            user_agent=user_agent,
+        )

@@ -1,0 +1,148 @@
+"""The web app under test: a real SQLite file, the real Maildir outbox, Starlette's TestClient.
+
+def test_x(web):
+    web.subscribe("ann@example.org")
+    [mail] = web.mails()
+    web.confirm(web.link(mail, "confirm"))
+"""
+
+from __future__ import annotations
+
+import email
+import mailbox
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from digest.config import BlogsFile, Settings, load_blogs
+from digest.store import connect
+from digest.web import create_app
+from digest.web.pages import Limits
+
+BASE = "https://digest.example.org"
+START = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
+
+
+def _delivery_order(key: str) -> tuple[int, int, str]:
+    # stdlib Maildir names start "<seconds>.M<microseconds>P<pid>Q<counter>."
+    found = re.match(r"(\d+)\.M(\d+)", key)
+    return (int(found[1]), int(found[2]), key) if found else (0, 0, key)
+
+
+class Web:
+    def __init__(self, tmp_path: Path, blogs_yaml: Path, limits: Limits) -> None:
+        self.settings = Settings(
+            base_url=BASE,
+            blogs=blogs_yaml,
+            db=tmp_path / "subscribers" / "digest.db",
+            outbox=tmp_path / "outbox",
+            drafts=tmp_path / "drafts",
+        )
+        self.blogs: BlogsFile = load_blogs(blogs_yaml)
+        self.now = START
+        self.app = create_app(
+            self.settings, self.blogs, self.settings.db, clock=lambda: self.now, limits=limits
+        )
+        self.client = TestClient(self.app, base_url="http://testserver")
+        self.conn: sqlite3.Connection = connect(self.settings.db)
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+    def form_token(self, path: str) -> str:
+        page = self.client.get(path)
+        found = FORM_TOKEN.search(page.text)
+        assert found, f"no form on {path}: {page.status_code} {page.text[:300]}"
+        return found[1]
+
+    def subscribe(
+        self,
+        address: str,
+        *,
+        name: str = "",
+        categories: list[str] | None = None,
+        **extra: Any,
+    ) -> Any:
+        data: dict[str, Any] = {
+            "email": address,
+            "name": name,
+            "categories": categories
+            if categories is not None
+            else [c.id for c in self.blogs.categories],
+            "form_token": self.form_token("/"),
+            "website": "",
+        }
+        data.update(extra)
+        return self.client.post("/subscribe", data=data)
+
+    def forms_token_for(self, purpose: str) -> str:
+        """A valid form token for another purpose than the form posted (CSRF tests)."""
+        return str(self.app.state.site.forms.issue(purpose, time.time()))
+
+    def post_form(self, path: str, data: dict[str, Any] | None = None, **kw: Any) -> Any:
+        fields = {"form_token": self.form_token(path), **(data or {})}
+        return self.client.post(path, data=fields, **kw)
+
+    def mails(self, to: str | None = None) -> list[EmailMessage]:
+        self.app.state.mailer.join()
+        path = self.settings.outbox
+        if not path.exists():
+            return []
+        box = mailbox.Maildir(path, factory=None, create=False)
+        out = []
+        for key in sorted(box.keys(), key=_delivery_order):
+            message = email.message_from_bytes(box.get_bytes(key), policy=default)
+            assert isinstance(message, EmailMessage)
+            if to is None or message["To"] == to:
+                out.append(message)
+        return out
+
+    @staticmethod
+    def link(mail: EmailMessage, kind: str) -> str:
+        """The path of the first {BASE}/<kind>/<token> link in a mail's text."""
+        body = mail.get_body(("plain",))
+        assert body is not None
+        text = body.get_content()
+        found = re.search(rf"{re.escape(BASE)}(/{kind}/[A-Za-z0-9_-]+)", text)
+        assert found, f"no /{kind}/ link in:\n{text}"
+        return found[1]
+
+    def status(self, address: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT status FROM subscribers WHERE email = ?", (address,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def token(self, address: str) -> str:
+        row = self.conn.execute(
+            "SELECT token FROM subscribers WHERE email = ?", (address,)
+        ).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def web_limits() -> Limits:
+    """Override in a test module to change the abuse limits; no timing floor by default."""
+    return Limits(subscribe_floor=0.0)
+
+
+@pytest.fixture
+def web(tmp_path: Path, blogs_yaml: Path, web_limits: Limits) -> Iterator[Web]:
+    harness = Web(tmp_path, blogs_yaml, web_limits)
+    with harness.client:
+        yield harness
+    harness.close()

@@ -1,0 +1,142 @@
+"""One run in a real headless Chromium against `digest serve`: fill the subscribe form, follow
+the confirmation link from the captured mail, confirm, unsubscribe. Screenshots of the subscribe
+page and of an archived issue are kept under test-artifacts/ (git-ignored)."""
+
+from __future__ import annotations
+
+import email
+import mailbox
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+
+import httpx
+import pytest
+
+from digest.send.deliver import send_issue
+from digest.store import subscribers as subscribers_store
+from plugins.smtp import Newsroom, free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+    ),
+]
+
+
+@pytest.fixture
+def served(newsroom: Newsroom) -> Iterator[str]:
+    """`digest serve` in a subprocess on a free localhost port, with one issue archived."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    newsroom.env["DIGEST_BASE_URL"] = base
+    newsroom.subscribe("reader@example.org", name="Reader")
+    newsroom.add_posts()
+    newsroom.draft()
+    send_issue(newsroom.settings(), newsroom.blogs, newsroom.conn, now=newsroom.now)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=newsroom.subprocess_env(),
+        cwd=newsroom.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                err = process.stderr.read().decode() if process.stderr else ""
+                pytest.fail(f"digest serve did not start: {err}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(10)
+        if process.stderr:
+            process.stderr.close()
+
+
+def _mail_to(outbox: Path, address: str, timeout: float = 10.0) -> EmailMessage:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if outbox.exists():
+            box = mailbox.Maildir(outbox, factory=None, create=False)
+            for key in box.keys():
+                message = email.message_from_bytes(box.get_bytes(key), policy=default)
+                if isinstance(message, EmailMessage) and message["To"] == address:
+                    return message
+        time.sleep(0.1)
+    raise AssertionError(f"no mail to {address} in {outbox}")
+
+
+def test_subscribe_confirm_unsubscribe_in_chromium(served: str, newsroom: Newsroom) -> None:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(java_script_enabled=False)  # the pages need none
+            page.goto(f"{served}/")
+            assert page.title() == "Blogs I like"
+            page.screenshot(path=str(ARTIFACTS / "subscribe-page.png"), full_page=True)
+
+            page.fill("#email", "Chrome.User@Example.org")
+            page.fill("#name", "Chrome User")
+            page.uncheck("input[name=categories][value=music]")
+            page.click("button[type=submit]")
+            assert page.locator("h1").inner_text() == "Check your inbox"
+
+            mail = _mail_to(newsroom.root / "outbox", "chrome.user@example.org")
+            body = mail.get_body(("plain",))
+            assert body is not None
+            link = re.search(rf"{re.escape(served)}/confirm/[\w-]+", body.get_content())
+            assert link, body.get_content()
+            page.goto(link[0])
+            assert page.locator("h1").inner_text() == "One more step"
+            page.click("text=Confirm my subscription")
+            assert page.locator("h1").inner_text() == "You are subscribed"
+
+            sub = subscribers_store.get_by_email(newsroom.conn, "chrome.user@example.org")
+            assert sub is not None and sub.status == "confirmed" and sub.name == "Chrome User"
+            assert sub.categories == {"permacomputing", "ml"}
+
+            page.click("text=your preferences")
+            assert page.locator("h1").inner_text() == "Your preferences"
+            page.click("text=Unsubscribe from everything")
+            assert page.locator("h1").inner_text() == "You are unsubscribed"
+            sub = subscribers_store.get_by_email(newsroom.conn, "chrome.user@example.org")
+            assert sub is not None and sub.status == "unsubscribed"
+
+            page.goto(f"{served}/archive")
+            page.click("text=#1")
+            assert page.url == f"{served}/archive/1"
+            page.screenshot(path=str(ARTIFACTS / "archived-issue.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "subscribe-page.png").stat().st_size > 10_000
+    assert (ARTIFACTS / "archived-issue.png").stat().st_size > 10_000
