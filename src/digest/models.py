@@ -44,6 +44,22 @@ class Post:
 
 
 @dataclass(slots=True)
+class FeedState:
+    """How fetching one blog's feed went, for `digest feeds check`, `digest status`, reports."""
+
+    blog: str  # blog id from blogs.yaml
+    url: str | None  # the URL fetched (after discovery and permanent moves); None: not found yet
+    status: str  # new | ok | error | gone
+    http_status: int | None
+    error: str | None  # why the last fetch failed, in words a person understands
+    failures: int  # consecutive
+    last_fetch: datetime | None
+    last_success: datetime | None
+    next_poll: datetime | None  # not before (Cache-Control, Retry-After, backoff); None: never
+    warning: str | None = None  # the feed parsed, but oddly (feedparser's bozo with entries)
+
+
+@dataclass(slots=True)
 class Subscriber:
     id: int
     email: str

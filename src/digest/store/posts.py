@@ -1,13 +1,14 @@
-"""Posts: what gathering stored, read by the draft."""
+"""Posts: what gathering stores (writes at the bottom), read by the draft."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from digest.models import Post
-from digest.store.db import parse_ts, ts
+from digest.store.db import parse_ts, ts, ts_or_none
 
 _COLUMNS = "id, blog, title, url, author, published, first_seen, excerpt"
 
@@ -63,3 +64,131 @@ def newest_date(conn: sqlite3.Connection, blog: str) -> datetime | None:
         "SELECT MAX(COALESCE(published, first_seen)) FROM posts WHERE blog = ?", (blog,)
     ).fetchone()
     return parse_ts(row[0])
+
+
+
+def duplicates_between(
+    conn: sqlite3.Connection, since: datetime, until: datetime
+) -> list[tuple[Post, str]]:
+    """Cross-blog duplicates first seen in [since, until), each with the blog of the first copy
+    (the draft's feed-health part reports them)."""
+    rows = conn.execute(
+        f"SELECT {', '.join('p.' + c for c in _COLUMNS.split(', '))}, o.blog AS of_blog"
+        " FROM posts p JOIN posts o ON o.id = p.duplicate_of"
+        " WHERE p.first_seen >= ? AND p.first_seen < ? ORDER BY p.first_seen, p.id",
+        (ts(since), ts(until)),
+    )
+    return [(_post(r), r["of_blog"]) for r in rows]
+
+
+# --- writes (gathering) -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class KnownPost:
+    """What gathering compares a fresh entry with."""
+
+    id: str
+    key: str
+    link_title: str | None
+    title: str
+    url: str | None
+    author: str | None
+    published: datetime | None
+    first_seen: datetime
+    excerpt: str
+
+
+def known_posts(conn: sqlite3.Connection, blog: str) -> list[KnownPost]:
+    rows = conn.execute(
+        "SELECT id, key, link_title, title, url, author, published, first_seen, excerpt"
+        " FROM posts WHERE blog = ?",
+        (blog,),
+    )
+    out = []
+    for r in rows:
+        first_seen = parse_ts(r["first_seen"])
+        assert first_seen is not None
+        out.append(
+            KnownPost(
+                id=r["id"],
+                key=r["key"],
+                link_title=r["link_title"],
+                title=r["title"],
+                url=r["url"],
+                author=r["author"],
+                published=parse_ts(r["published"]),
+                first_seen=first_seen,
+                excerpt=r["excerpt"],
+            )
+        )
+    return out
+
+
+def id_taken(conn: sqlite3.Connection, post_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM posts WHERE id = ?", (post_id,)).fetchone() is not None
+
+
+def first_with_canonical(
+    conn: sqlite3.Connection, canonical: str, *, other_than_blog: str
+) -> tuple[str, str] | None:
+    """(post id, blog) of the earliest post of another blog with this canonical URL."""
+    row = conn.execute(
+        "SELECT id, blog FROM posts WHERE canonical = ? AND blog != ? AND duplicate_of IS NULL"
+        " ORDER BY first_seen, id LIMIT 1",
+        (canonical, other_than_blog),
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def insert_post(
+    conn: sqlite3.Connection,
+    post: Post,
+    *,
+    key: str,
+    link_title: str | None,
+    canonical: str | None,
+    backlog: bool,
+    duplicate_of: str | None,
+) -> None:
+    conn.execute(
+        "INSERT INTO posts (id, blog, key, link_title, canonical, title, url, author,"
+        " published, first_seen, excerpt, backlog, duplicate_of)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            post.id,
+            post.blog,
+            key,
+            link_title,
+            canonical,
+            post.title,
+            post.url,
+            post.author,
+            ts_or_none(post.published),
+            ts(post.first_seen),
+            post.excerpt,
+            int(backlog),
+            duplicate_of,
+        ),
+    )
+
+
+def update_post(
+    conn: sqlite3.Connection,
+    post_id: str,
+    *,
+    key: str,
+    link_title: str | None,
+    canonical: str | None,
+    title: str,
+    url: str | None,
+    author: str | None,
+    published: datetime | None,
+    excerpt: str,
+) -> None:
+    """A post edited in place (or re-keyed after a GUID rewrite): same id, same first_seen."""
+    conn.execute(
+        "UPDATE posts SET key = ?, link_title = ?, canonical = ?, title = ?, url = ?, author = ?,"
+        " published = ?, excerpt = ? WHERE id = ?",
+        (key, link_title, canonical, title, url, author, ts_or_none(published), excerpt, post_id),
+    )

@@ -1,0 +1,348 @@
+"""Gathering 500 feeds: digest vs rss2email 3.14, cold (every body) and warm (every feed 304).
+
+The feeds are generated from the real fixtures (their shapes, markup and quirks), trimmed to
+the sizes real feeds have (most keep 10-25 items, one in ten the whole file: XXIIVV's 735
+items, 100r's 45), every URL made unique per feed. They are served by a small asyncio HTTP/1.1
+server in its own process, on 250 loopback addresses (two feeds per host, as per-host limits
+would see them), with 100 ms added before every response, honouring If-None-Match and gzip.
+
+    python benchmarks/bench_fetch.py            # everything (about 3-4 minutes)
+    python benchmarks/bench_fetch.py --no-r2e   # digest only
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import hashlib
+import os
+import random
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import peak_rss_mb, ratio, table, timed  # noqa: E402
+
+FIXTURES = HERE.parent / "tests" / "fixtures" / "feeds"
+N_FEEDS = 500
+N_HOSTS = 250
+LATENCY = 0.1
+NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+
+
+# --- the feeds ---------------------------------------------------------------------------------
+
+
+def _split(text: str) -> tuple[str, list[str], str]:
+    tag = "entry" if "<feed" in text[:3000] else "item"
+    items = [m.group(0) for m in re.finditer(rf"<{tag}[\s>].*?</{tag}>", text, re.DOTALL)]
+    head = text[: text.find(items[0])]
+    tail = text[text.rfind(items[-1]) + len(items[-1]) :]
+    return head, items, tail
+
+
+def generate(folder: Path) -> list[str]:
+    """Write f0.xml .. f499.xml; returns their names."""
+    rng = random.Random(500)
+    shapes = [_split((FIXTURES / f).read_text("utf-8")) for f in sorted(os.listdir(FIXTURES))]
+    names = []
+    for i in range(N_FEEDS):
+        head, items, tail = shapes[i % len(shapes)]
+        keep = len(items) if rng.random() < 0.1 else min(len(items), rng.randint(10, 25))
+        text = head + "".join(items[:keep]) + tail
+        # Unique URLs and ids per feed, so no two blogs share posts.
+        text = text.replace("://", f"://f{i}.").replace(
+            "isPermaLink='false'>", f"isPermaLink='false'>f{i}-"
+        )
+        name = f"f{i}.xml"
+        (folder / name).write_text(text, "utf-8")
+        names.append(name)
+    return names
+
+
+def host_of(i: int) -> str:
+    return f"127.0.{1 + i % N_HOSTS // 250}.{1 + i % N_HOSTS % 250}"
+
+
+# --- the server (its own process) ----------------------------------------------------------
+
+
+async def _serve(folder: Path, port: int, ready: Path) -> None:
+    bodies: dict[str, tuple[bytes, bytes, str]] = {}
+    for name in os.listdir(folder):
+        raw = (folder / name).read_bytes()
+        etag = '"' + hashlib.sha1(raw).hexdigest()[:16] + '"'
+        bodies["/" + name] = (raw, gzip.compress(raw, 6), etag)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                path = lines[0].split(" ")[1]
+                headers = {
+                    k.strip().lower(): v.strip()
+                    for k, _, v in (line.partition(":") for line in lines[1:] if line)
+                }
+                await asyncio.sleep(LATENCY)
+                close = headers.get("connection", "").lower() == "close" or "HTTP/1.0" in lines[0]
+                found = bodies.get(path)
+                if found is None:
+                    status, body, extra = "404 Not Found", b"", ""
+                elif headers.get("if-none-match") == found[2]:
+                    status, body, extra = "304 Not Modified", b"", f"ETag: {found[2]}\r\n"
+                else:
+                    gz = "gzip" in headers.get("accept-encoding", "")
+                    body = found[1] if gz else found[0]
+                    status = "200 OK"
+                    extra = f"ETag: {found[2]}\r\nContent-Type: application/xml\r\n"
+                    extra += "Content-Encoding: gzip\r\n" if gz else ""
+                if close:
+                    extra += "Connection: close\r\n"
+                if status.startswith("304"):
+                    writer.write(f"HTTP/1.1 {status}\r\n{extra}\r\n".encode())
+                else:
+                    writer.write(
+                        f"HTTP/1.1 {status}\r\n{extra}Content-Length: {len(body)}\r\n\r\n".encode()
+                        + body
+                    )
+                await writer.drain()
+                if close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    hosts = sorted({host_of(i) for i in range(N_FEEDS)})
+    server = await asyncio.start_server(handle, host=hosts, port=port, backlog=1024)
+    ready.write_text("ok")
+    async with server:
+        await server.serve_forever()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    ready = folder.parent / "ready"
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(folder), str(port), str(ready)]
+    )
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("the bench server did not start")
+        time.sleep(0.05)
+    return proc, port
+
+
+# --- digest --------------------------------------------------------------------------------
+
+
+def digest_blogs(urls: list[str]):  # type: ignore[no-untyped-def]
+    from digest.config import BlogsFile
+
+    return BlogsFile.model_validate(
+        {
+            "newsletter": {
+                "title": "Bench",
+                "curator": "Bench",
+                "from": "b@example.org",
+                "reply_to": "b@example.org",
+            },
+            "categories": [
+                {
+                    "id": "all",
+                    "blogs": [
+                        {"name": f"f{i}", "homepage": f"https://f{i}.example.org/", "feed": url}
+                        for i, url in enumerate(urls)
+                    ],
+                }
+            ],
+        }
+    )
+
+
+def run_digest(urls: list[str], work: Path) -> dict[str, float]:
+    from digest.config import Settings
+    from digest.feeds.gather import gather_sync
+    from digest.store import connect
+
+    settings = Settings(db=work / "digest.db", fetch_timeout=60)
+    blogs = digest_blogs(urls)
+    conn = connect(settings.db)
+    out: dict[str, float] = {}
+    for label in ("cold", "warm"):
+        with timed() as t:
+            report = gather_sync(settings, blogs, conn, now=NOW, force=True)
+        statuses = {r.status for r in report.results}
+        expected = {"ok"} if label == "cold" else {"not_modified"}
+        assert statuses == expected, (label, [r.error for r in report.results if r.error][:3])
+        out[f"{label}_wall"], out[f"{label}_cpu"] = t["wall"], t["cpu"]
+    out["posts"] = conn.execute("SELECT COUNT(*) FROM posts").fetchone()[0]
+    conn.close()
+    out["rss"] = peak_rss_mb()
+    return out
+
+
+# --- rss2email -------------------------------------------------------------------------------
+
+
+def run_r2e(urls: list[str], work: Path, budget: float) -> dict[str, float] | str:
+    r2e = shutil.which("r2e", path=str(Path(sys.executable).parent))
+    if r2e is None:
+        return "not installed (pip install -e '.[bench]')"
+    config = work / "r2e.cfg"
+    lines = [
+        "[DEFAULT]",
+        "from = bench@example.org",
+        "to = bench@example.org",
+        "same-server-fetch-interval = 0",
+        "feed-timeout = 60",
+        "",
+    ]
+    for i, url in enumerate(urls):
+        lines += [f"[feed.f{i}]", f"url = {url}", ""]
+    config.write_text("\n".join(lines))
+    out: dict[str, float] = {}
+    cmd = [r2e, "-c", str(config), "-d", str(work / "r2e.json"), "run", "--no-send"]
+    for label in ("cold", "warm"):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(cmd, capture_output=True, timeout=budget)
+        except subprocess.TimeoutExpired:
+            return f"did not finish its {label} run within {budget:.0f} s"
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if done.returncode != 0:
+            return f"r2e failed: {done.stderr.decode()[-300:]}"
+        out[f"{label}_wall"] = time.perf_counter() - start
+        out[f"{label}_cpu"] = (after.ru_utime - before.ru_utime) + (
+            after.ru_stime - before.ru_stime
+        )
+    out["rss"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return out
+
+
+# --- parse cost of a 1 MB feed -----------------------------------------------------------------
+
+
+def one_megabyte_feed() -> bytes:
+    head, items, tail = _split((FIXTURES / "100r.rss.xml").read_text("utf-8"))
+    body, n = [], 0
+    while sum(map(len, body)) < 1_000_000:
+        item = items[n % len(items)].replace("</title>", f" {n}</title>", 1)
+        body.append(item.replace("</guid>", f"-{n}</guid>", 1))
+        n += 1
+    return (head + "".join(body) + tail).encode()
+
+
+def parse_costs() -> tuple[float, float, int]:
+    import feedparser
+
+    from digest.feeds.parse import parse_feed
+
+    data = one_megabyte_feed()
+    headers = {"content-type": "application/rss+xml; charset=utf-8"}
+
+    def ours() -> None:
+        parse_feed(data, url="https://100r.co/links/rss.xml", headers=headers)
+
+    def defaults() -> None:
+        feedparser.parse(data, response_headers=headers)
+
+    ours()
+    best_ours = min(_time(ours) for _ in range(5))
+    best_default = min(_time(defaults) for _ in range(3))
+    return best_ours, best_default, len(data)
+
+
+def _time(fn) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve", nargs=3)
+    parser.add_argument("--no-r2e", action="store_true")
+    parser.add_argument("--r2e-budget", type=float, default=200.0)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(_serve(Path(args.serve[0]), int(args.serve[1]), Path(args.serve[2])))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench-fetch-") as tmp:
+        work = Path(tmp)
+        folder = work / "feeds"
+        folder.mkdir()
+        names = generate(folder)
+        sizes = sorted((folder / n).stat().st_size for n in names)
+        server, port = start_server(folder)
+        try:
+            urls = [f"http://{host_of(i)}:{port}/{n}" for i, n in enumerate(names)]
+            ours = run_digest(urls, work)
+            theirs = "skipped (--no-r2e)" if args.no_r2e else run_r2e(urls, work, args.r2e_budget)
+        finally:
+            server.terminate()
+            server.wait()
+        p_ours, p_default, p_size = parse_costs()
+
+    print(
+        f"\n{N_FEEDS} feeds on {N_HOSTS} hosts, {LATENCY * 1000:.0f} ms latency; sizes: median "
+        f"{sizes[len(sizes) // 2] / 1024:.0f} KiB, max {sizes[-1] / 1024:.0f} KiB, total "
+        f"{sum(sizes) / 2**20:.1f} MiB; {ours['posts']:.0f} posts recorded"
+    )
+    rows = []
+    for label in ("cold", "warm"):
+        wall = ours[f"{label}_wall"]
+        if isinstance(theirs, dict):
+            ref, r = f"{theirs[f'{label}_wall']:.1f} s", ratio(theirs[f"{label}_wall"], wall)
+        else:
+            ref, r = theirs, "n/a"
+        target = ">= 20x faster" if label == "cold" else "no bodies (all 304)"
+        rows.append((f"{label} run, wall", f"{wall:.1f} s", ref, r, target))
+    ref_cold_cpu = f"{theirs['cold_cpu']:.1f} s" if isinstance(theirs, dict) else "n/a"
+    cold_cpu_ratio = (
+        ratio(theirs["cold_cpu"], ours["cold_cpu"]) if isinstance(theirs, dict) else "n/a"
+    )
+    rows.append(("cold run, CPU", f"{ours['cold_cpu']:.1f} s", ref_cold_cpu, cold_cpu_ratio, ""))
+    per_feed = ours["warm_cpu"] / N_FEEDS * 1000
+    ref_cpu = f"{theirs['warm_cpu'] / N_FEEDS * 1000:.1f} ms" if isinstance(theirs, dict) else "n/a"
+    ratio_cpu = ratio(theirs["warm_cpu"], ours["warm_cpu"]) if isinstance(theirs, dict) else "n/a"
+    rows.append(("warm CPU per feed", f"{per_feed:.2f} ms", ref_cpu, ratio_cpu, "< 2 ms"))
+    rows.append(
+        (
+            f"parse+excerpt {p_size / 1e6:.1f} MB feed",
+            f"{p_ours:.3f} s",
+            f"{p_default:.3f} s (feedparser defaults)",
+            ratio(p_default, p_ours),
+            "< 0.1 s",
+        )
+    )
+    ref_rss = f"{theirs['rss']:.0f} MB" if isinstance(theirs, dict) else "n/a"
+    rows.append(("peak RSS", f"{ours['rss']:.0f} MB", ref_rss, "", "< 200 MB"))
+    table("fetch: digest vs rss2email 3.14 (r2e run --no-send)", rows)
+
+
+if __name__ == "__main__":
+    main()
