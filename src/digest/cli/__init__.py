@@ -90,3 +90,10 @@ def main(ctx: click.Context, blogs: Path | None, db: Path | None) -> None:
     app = App(settings)
     ctx.obj = app
     ctx.call_on_close(app.close)
+
+
+from digest.cli import drafts as _drafts  # noqa: E402,F401  (`digest draft`, `digest preview`)
+from digest.cli import feeds as _feeds  # noqa: E402,F401  (registers `digest feeds`)
+from digest.cli import send as _send  # noqa: E402,F401  (registers `digest send`, `digest run`)
+from digest.cli import serve as _serve  # noqa: E402,F401  (registers `digest serve`)
+from digest.cli import subscribers as _subscribers  # noqa: E402,F401  (`digest subscribers`)

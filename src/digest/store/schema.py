@@ -26,6 +26,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             status         TEXT NOT NULL DEFAULT 'new',   -- new | ok | error | gone
             http_status    INTEGER,
             error          TEXT,              -- a reason a person understands
+            warning        TEXT,              -- parsed, but oddly (bozo with entries)
             failures       INTEGER NOT NULL DEFAULT 0,    -- consecutive
             last_fetch     TEXT,
             last_success   TEXT,
@@ -63,7 +64,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             content     TEXT NOT NULL,        -- JSON of the issue content (renderable again)
             html        TEXT NOT NULL,        -- web-archive rendering, every category
             text        TEXT NOT NULL,
-            status      TEXT NOT NULL,        -- sending | sent | skipped
+            status      TEXT NOT NULL,        -- sending | sent
             created_at  TEXT NOT NULL,
             sent_at     TEXT
         );
@@ -96,15 +97,33 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX subscribers_status ON subscribers (status);
 
-        -- Double opt-in: only the hash of a confirmation token is stored; single use.
+        -- Double opt-in: only the sha256 of a confirmation token is stored; single use. Each row
+        -- carries the request it confirms (what was asked, from where): it becomes the
+        -- subscriber's consent record only once confirmed, so an unconfirmed request never
+        -- overwrites the record of an earlier, confirmed one.
         CREATE TABLE confirmations (
             token_hash    TEXT PRIMARY KEY,
-            subscriber_id INTEGER NOT NULL REFERENCES subscribers (id),
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
             created_at    TEXT NOT NULL,
             expires_at    TEXT NOT NULL,
-            used_at       TEXT
+            used_at       TEXT,
+            name          TEXT,
+            categories    TEXT,               -- JSON list of category ids; NULL = all
+            source        TEXT NOT NULL,
+            request_ip    TEXT,
+            request_ua    TEXT,
+            consent_text  TEXT
         );
         CREATE INDEX confirmations_subscriber ON confirmations (subscriber_id, created_at);
+
+        -- Every mail the signup flow sent (confirmations, "already subscribed" notices), for the
+        -- per-address daily cap: the subscribe form must not be a way to mail-bomb a stranger.
+        CREATE TABLE signup_mails (
+            email   TEXT NOT NULL,
+            kind    TEXT NOT NULL,            -- confirm | notice
+            sent_at TEXT NOT NULL
+        );
+        CREATE INDEX signup_mails_email ON signup_mails (email, sent_at);
 
         -- Addresses that must not be re-added silently (unsubscribed, hard bounce).
         CREATE TABLE suppressions (
@@ -121,7 +140,8 @@ MIGRATIONS: list[tuple[str, str]] = [
             variant       TEXT NOT NULL,      -- the category set this recipient gets
             message_id    TEXT NOT NULL UNIQUE,   -- reused on every retry of this recipient
             status        TEXT NOT NULL DEFAULT 'queued',
-                          -- queued | sending | sent | deferred | bounced | skipped
+                          -- queued | sending | sent | deferred | bounced | skipped | failed
+                          -- (failed: still temporary errors after deliveries.MAX_ATTEMPTS)
             attempts      INTEGER NOT NULL DEFAULT 0,
             reply         TEXT,               -- the server's last reply
             next_attempt  TEXT,
@@ -138,14 +158,17 @@ MIGRATIONS: list[tuple[str, str]] = [
             detail TEXT NOT NULL
         );
 
-        -- Scheduled runs of the weekly job (catch-up, hold/release).
+        -- The weekly job, one row per run: a scheduled slot (catch-up, review, hold) or a
+        -- manual `digest run --once` (slot NULL).
         CREATE TABLE runs (
             id          INTEGER PRIMARY KEY,
-            scheduled   TEXT NOT NULL UNIQUE, -- the slot this run served (UTC)
+            slot        TEXT UNIQUE,          -- the scheduled time this run served (UTC)
             started_at  TEXT NOT NULL,
             finished_at TEXT,
-            outcome     TEXT,                 -- sent | skipped | held | failed
-            issue       INTEGER,
+            reviewed_at TEXT,                 -- review mode: preview mailed to the curator
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            outcome     TEXT,                 -- sent | skipped | held | nothing | failed
+            issue       INTEGER,              -- the issue (or draft) number it concerned
             error       TEXT
         );
         """,

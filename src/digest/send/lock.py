@@ -1,0 +1,65 @@
+"""The send lock: two `digest send` processes never both send.
+
+``fcntl.flock`` on a file next to the database. The kernel releases it when the holder exits
+however it exits (``kill -9`` included), so there is no stale lock to clean up by hand. The file
+names its holder, so the second process can say who is sending.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from digest.config import Settings
+from digest.errors import DeliveryError, LockedError
+
+
+def lock_path(settings: Settings) -> Path:
+    return settings.db.parent / f"{settings.db.name}.send-lock"
+
+
+def _holder(path: Path) -> str:
+    # The holder writes its name just after locking: a reader racing it may see an empty file.
+    for _ in range(20):
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError:
+            text = ""
+        if text:
+            return text
+        time.sleep(0.01)
+    return f"an unknown process (lock file {path})"
+
+
+@contextmanager
+def send_lock(settings: Settings) -> Iterator[Path]:
+    """Hold the send lock for the block; ``LockedError(holder)`` if another process has it."""
+    path = lock_path(settings)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise DeliveryError(
+            f"{path}: cannot open the send lock: {exc.strerror}",
+            hint="the folder of DIGEST_DB must be writable",
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(_holder(path)) from None
+        started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}\n".encode(), 0)
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock

@@ -1,0 +1,350 @@
+"""The one seam to aiosmtplib: a few reused SMTP connections, or the Maildir outbox.
+
+REFERENCE.md section 6. A ``Transport`` has ``lanes``: one per parallel connection, each reused
+for many messages and reopened after a drop or every ``DIGEST_SMTP_RECONNECT_EVERY`` messages.
+Without ``DIGEST_SMTP_HOST`` the single lane writes into a Maildir instead, through the same
+code path, so the weekly job works on a fresh machine and the curator can open what was sent.
+
+A lane returns a ``Reply`` for anything about one recipient (2xx, 4xx, 5xx, a dropped
+connection) and raises ``DeliveryError`` only for what would fail for everyone: no server,
+STARTTLS missing, AUTH refused, the sender address refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import mailbox
+import re
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import aiosmtplib
+
+from digest.config import Settings
+from digest.errors import DeliveryError
+
+T = TypeVar("T")
+
+# A drop or a refused connection: tried again after these pauses before giving up on the server.
+CONNECT_RETRIES = (0.2, 1.0, 3.0)
+
+# RFC 3463 enhanced codes that say "this mailbox does not exist / is disabled": a hard bounce.
+_MAILBOX_GONE = re.compile(r"^5\.(1\.\d+|2\.1)\b")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The server's answer about one message. ``code`` 0: the connection failed mid-transaction."""
+
+    code: int
+    text: str
+    stage: str = "data"  # mail | rcpt | data | connection | local
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def transient(self) -> bool:
+        # A timeout waiting for the final 250 is ambiguous (the server may have accepted it):
+        # retrying with the same Message-ID lets receivers drop the duplicate.
+        return self.code == 0 or 400 <= self.code < 500
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+    @property
+    def hard_bounce(self) -> bool:
+        """The address itself is bad, so the subscriber is suppressed. A 5xx about the content
+        (size, policy) bounces this message only: it says nothing about the subscriber."""
+        if not self.permanent or self.stage == "local":
+            return False
+        if self.stage == "rcpt" or _MAILBOX_GONE.match(self.text):
+            return True
+        return self.code in (550, 551, 553) and not re.match(r"^5\.\d+\.\d+", self.text)
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}".strip() if self.code else self.text
+
+
+class Lane(Protocol):
+    async def send(self, sender: str, to: str, message: bytes) -> Reply: ...
+
+    async def close(self) -> None: ...
+
+
+def describe_target(settings: Settings) -> str:
+    """Where mail goes, for the confirmation prompt and the summary."""
+    if not settings.smtp_host:
+        return f"Maildir {settings.outbox}/ (DIGEST_SMTP_HOST is unset)"
+    who = f", as {settings.smtp_username}" if settings.smtp_username else ""
+    return f"smtp {settings.smtp_host}:{settings.port} ({settings.smtp_security}{who})"
+
+
+async def _abandon(client: aiosmtplib.SMTP) -> None:
+    """Close a session refused after the TCP connect (TLS, AUTH): closing a TLS transport
+    takes a few loop turns, and the loop may end right after the error is raised."""
+    client.close()
+    await asyncio.sleep(0.05)
+
+
+class SmtpLane:
+    """One SMTP connection, opened on first use and reopened when needed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client: aiosmtplib.SMTP | None = None
+        self.sent_on_connection = 0
+        self.connections = 0
+
+    def _new_client(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        return aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.port,
+            username=s.smtp_username,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            timeout=s.smtp_timeout,
+            use_tls=s.smtp_security == "tls",
+            # True, not None: aiosmtplib's None silently stays plaintext without STARTTLS.
+            start_tls=s.smtp_security == "starttls",
+        )
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        target = f"{s.smtp_host}:{s.port}"
+        last = ""
+        for pause in (*CONNECT_RETRIES, None):
+            client = self._new_client()
+            try:
+                try:
+                    await client.connect()
+                except Exception:
+                    await _abandon(client)
+                    raise
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                raise DeliveryError(
+                    f"{target}: AUTH refused for {s.smtp_username}: {exc.code} {exc.message}",
+                    hint="check DIGEST_SMTP_USERNAME and DIGEST_SMTP_PASSWORD",
+                ) from None
+            except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+                last = str(exc) or type(exc).__name__
+            except aiosmtplib.SMTPServerDisconnected as exc:
+                last = str(exc) or "disconnected"
+            except aiosmtplib.SMTPResponseException as exc:
+                if exc.code >= 500:
+                    raise DeliveryError(
+                        f"{target}: the server refused the session: {exc.code} {exc.message}",
+                        hint="check DIGEST_SMTP_HOST, DIGEST_SMTP_PORT and DIGEST_SMTP_SECURITY",
+                    ) from None
+                last = f"{exc.code} {exc.message}"
+            except aiosmtplib.SMTPException as exc:
+                # STARTTLS not offered, TLS handshake or certificate trouble: never retried,
+                # and never downgraded to plaintext.
+                raise DeliveryError(
+                    f"{target}: {exc}",
+                    hint="DIGEST_SMTP_SECURITY=tls for port 465, starttls for 587; 'none' only "
+                    "for a local relay",
+                ) from None
+            else:
+                self.client = client
+                self.sent_on_connection = 0
+                self.connections += 1
+                return client
+            if pause is not None:
+                await asyncio.sleep(pause)
+        raise DeliveryError(
+            f"cannot connect to {target}: {last}",
+            hint="is the SMTP server up? check DIGEST_SMTP_HOST and DIGEST_SMTP_PORT; "
+            "the deliveries not sent yet are kept for the next `digest send`",
+        )
+
+    async def send(self, sender: str, to: str, message: bytes) -> Reply:
+        client = self.client
+        if client is None or not client.is_connected:
+            client = await self._connect()
+        # MAIL, RCPT, DATA rather than sendmail(): the message is already CRLF throughout, so
+        # its SIZE (RFC 1870) is its length, and sendmail's extra pass over the whole message
+        # to compute it is saved on every recipient.
+        options = [f"SIZE={len(message)}"] if client.supports_extension("size") else []
+        encoding = "ascii"
+        if not (sender + to).isascii():
+            if not client.supports_extension("smtputf8"):
+                return Reply(553, "the server does not offer SMTPUTF8 for this address", "local")
+            options.append("SMTPUTF8")
+            encoding = "utf-8"
+        try:
+            await client.mail(sender, options=options, encoding=encoding)
+            await client.rcpt(to, encoding=encoding)
+            response = await client.data(message)
+        except aiosmtplib.SMTPSenderRefused as exc:
+            await self._reset()
+            if exc.code >= 500:
+                raise DeliveryError(
+                    f"the server refused the sender {sender}: {exc.code} {exc.message}",
+                    hint="the newsletter's `from:` in blogs.yaml must be an address this server "
+                    "may send as",
+                ) from None
+            return Reply(exc.code, exc.message, "mail")
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            await self._reset()
+            return Reply(exc.code, exc.message, "rcpt")
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code == 421:  # the server is closing the connection (RFC 5321 3.8)
+                await self._drop()
+            else:
+                await self._reset()
+            return Reply(exc.code, exc.message, "data")
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            await self._drop()
+            return Reply(0, f"connection lost: {exc or type(exc).__name__}", "connection")
+        except ValueError as exc:  # an address aiosmtplib cannot send to
+            await self._reset()
+            return Reply(553, f"invalid address: {exc}", "local")
+        self.sent_on_connection += 1
+        if self.sent_on_connection >= self.settings.smtp_reconnect_every:
+            await self.close()
+        return Reply(response.code, response.message)
+
+    async def _reset(self) -> None:
+        """RSET after a refusal, so the connection serves the next recipient."""
+        if self.client is None:
+            return
+        try:
+            await self.client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            await self._drop()
+
+    async def _drop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None and client.is_connected:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+
+
+class OutboxLane:
+    """The embedded default: each message a file in a Maildir (stdlib ``mailbox``)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.box = mailbox.Maildir(path, factory=None, create=True)
+        except OSError as exc:
+            raise DeliveryError(
+                f"{path}: cannot create the outbox: {exc.strerror}",
+                hint="set DIGEST_OUTBOX to a writable folder, or DIGEST_SMTP_HOST to send",
+            ) from None
+        self.path = path
+
+    async def send(self, sender: str, to: str, message: bytes) -> Reply:
+        try:
+            key = self.box.add(message)
+        except OSError as exc:
+            raise DeliveryError(
+                f"{self.path}: cannot write to the outbox: {exc.strerror}",
+                hint="free some disk space or set DIGEST_OUTBOX",
+            ) from None
+        return Reply(250, f"2.0.0 stored as {self.path}/new/{key}")
+
+    async def close(self) -> None:
+        return None
+
+
+class NullLane:
+    """`--dry-run`: every message is built, nothing leaves the machine."""
+
+    async def send(self, sender: str, to: str, message: bytes) -> Reply:
+        return Reply(250, "dry run: not sent")
+
+    async def close(self) -> None:
+        return None
+
+
+class RateLimiter:
+    """At most ``per_second`` messages a second over all lanes (DIGEST_SEND_RATE)."""
+
+    def __init__(self, per_second: float | None) -> None:
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self.next_slot = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class Transport:
+    """The lanes plus the shared rate limit. ``async with open_transport(settings) as t``."""
+
+    def __init__(self, settings: Settings, *, dry_run: bool = False) -> None:
+        self.lanes: list[Lane]
+        if dry_run:
+            self.lanes = [NullLane() for _ in range(settings.smtp_pool)]
+        elif settings.smtp_host:
+            self.lanes = [SmtpLane(settings) for _ in range(settings.smtp_pool)]
+        else:
+            self.lanes = [OutboxLane(settings.outbox)]
+        self.limiter = RateLimiter(None if dry_run else settings.rate_per_second)
+        self.target = describe_target(settings)
+
+    async def send(self, lane: int, sender: str, to: str, message: bytes) -> Reply:
+        await self.limiter.wait()
+        return await self.lanes[lane].send(sender, to, message)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(lane.close() for lane in self.lanes))
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def open_transport(settings: Settings, *, dry_run: bool = False) -> Transport:
+    return Transport(settings, dry_run=dry_run)
+
+
+async def adeliver_one(settings: Settings, *, sender: str, to: str, message: bytes) -> str:
+    """Send one message now; the server's reply, or DeliveryError naming the recipient."""
+    async with Transport(settings) as transport:
+        reply = await transport.send(0, sender, to, message)
+    if not reply.ok:
+        raise DeliveryError(
+            f"{to}: not delivered: {reply}",
+            recipient=to,
+            hint="a 4xx or a lost connection is temporary: try again later"
+            if reply.transient
+            else "the server refused this address",
+        )
+    return str(reply)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from sync code, even when this thread already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def deliver_one(settings: Settings, *, sender: str, to: str, message: bytes) -> str:
+    """Sync ``adeliver_one``: confirmation mails, curator reports, previews."""
+    return run_sync(adeliver_one(settings, sender=sender, to=to, message=message))

@@ -1,0 +1,186 @@
+"""Deliveries: one row per (issue, subscriber), the ledger that makes sending exactly-once.
+
+REFERENCE.md section 6. The audience is snapshotted in the transaction that freezes the issue;
+rows are then claimed in batches ('sending') and marked 'sent' only with the server's 250. A row
+found 'sending' after a crash may or may not have reached the server: it is sent again with the
+Message-ID stored here, so receivers can drop the duplicate.
+
+    queued -> sending -> sent | deferred | bounced | skipped
+    deferred -> (next run) queued ...     after MAX_ATTEMPTS: failed
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from digest.store.db import ts
+
+# Attempts over all runs before a temporarily failing address is given up (status 'failed',
+# the subscriber kept): a mailbox full for weeks must not be retried forever.
+MAX_ATTEMPTS = 10
+
+FINAL = ("sent", "bounced", "skipped", "failed")
+STATUSES = ("queued", "sending", "sent", "deferred", "bounced", "skipped", "failed")
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A delivery taken for sending, with what its message needs."""
+
+    rowid: int
+    issue: int
+    subscriber_id: int
+    email: str
+    variant: str  # '*' (every category) or the JSON list of the subscriber's categories
+    message_id: str
+    name: str | None
+    token: str
+    attempts: int
+
+
+@dataclass(slots=True)
+class Outcome:
+    rowid: int
+    status: str  # sent | deferred | bounced | skipped
+    reply: str
+    next_attempt: datetime | None = None
+
+
+def snapshot_audience(conn: sqlite3.Connection, issue: int, *, domain: str, now: datetime) -> int:
+    """Every confirmed, unsuppressed subscriber becomes a queued delivery of ``issue``, with a
+    fresh Message-ID. One statement: nothing of the list is held in memory. Call inside the
+    transaction that freezes the issue."""
+    cur = conn.execute(
+        "INSERT INTO deliveries (issue, subscriber_id, email, variant, message_id, status,"
+        " updated_at)"
+        " SELECT ?, s.id, s.email, COALESCE(s.categories, '*'),"
+        "  '<' || lower(hex(randomblob(12))) || '@' || ? || '>', 'queued', ?"
+        " FROM subscribers s WHERE s.status = 'confirmed'"
+        " AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)"
+        " ORDER BY s.id",
+        (issue, domain, ts(now)),
+    )
+    return cur.rowcount
+
+
+def requeue_unfinished(conn: sqlite3.Connection, *, now: datetime) -> tuple[int, int]:
+    """At the start of a run (under the send lock): rows left 'sending' by a crash and rows
+    'deferred' by an earlier run go back to 'queued'; rows out of attempts become 'failed'.
+    Returns (requeued, failed)."""
+    failed = conn.execute(
+        "UPDATE deliveries SET status = 'failed', updated_at = ?"
+        " WHERE status IN ('sending', 'deferred') AND attempts >= ?",
+        (ts(now), MAX_ATTEMPTS),
+    ).rowcount
+    requeued = conn.execute(
+        "UPDATE deliveries SET status = 'queued', updated_at = ?"
+        " WHERE status IN ('sending', 'deferred')",
+        (ts(now),),
+    ).rowcount
+    return requeued, failed
+
+
+def pending_issues(conn: sqlite3.Connection) -> list[int]:
+    """Issues with deliveries still to try, oldest first."""
+    rows = conn.execute(
+        "SELECT DISTINCT issue FROM deliveries"
+        " WHERE status IN ('queued', 'sending', 'deferred') ORDER BY issue"
+    )
+    return [int(r[0]) for r in rows]
+
+
+def count_pending(conn: sqlite3.Connection, issues: Sequence[int]) -> int:
+    total = 0
+    for issue in issues:
+        total += conn.execute(
+            "SELECT COUNT(*) FROM deliveries WHERE issue = ? AND status = 'queued'", (issue,)
+        ).fetchone()[0]
+    return int(total)
+
+
+def claim(
+    conn: sqlite3.Connection, issues: Sequence[int], limit: int, *, now: datetime
+) -> tuple[list[Claimed], int]:
+    """Take up to ``limit`` queued deliveries (oldest issue first) and mark them 'sending'.
+
+    Unsubscribes are re-checked here: a subscriber no longer confirmed, or suppressed, since the
+    snapshot is 'skipped', never sent. Call inside a transaction. Returns (claimed, skipped)."""
+    claimed: list[Claimed] = []
+    skipped: list[tuple[str, int]] = []
+    for issue in issues:
+        want = limit - len(claimed)
+        if want <= 0:
+            break
+        rows = conn.execute(
+            "SELECT d.rowid, d.subscriber_id, d.email, d.variant, d.message_id, d.attempts,"
+            " s.status AS subscriber_status, s.name, s.token,"
+            " EXISTS (SELECT 1 FROM suppressions x WHERE x.email = d.email) AS suppressed"
+            " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+            " WHERE d.issue = ? AND d.status = 'queued' ORDER BY d.rowid LIMIT ?",
+            (issue, want),
+        ).fetchall()
+        for row in rows:
+            if row["subscriber_status"] != "confirmed" or row["suppressed"]:
+                skipped.append((f"not sent: subscriber {row['subscriber_status']}", row[0]))
+                continue
+            claimed.append(
+                Claimed(
+                    rowid=row[0],
+                    issue=issue,
+                    subscriber_id=row["subscriber_id"],
+                    email=row["email"],
+                    variant=row["variant"],
+                    message_id=row["message_id"],
+                    name=row["name"],
+                    token=row["token"],
+                    attempts=row["attempts"],
+                )
+            )
+    stamp = ts(now)
+    conn.executemany(
+        "UPDATE deliveries SET status = 'sending', updated_at = ? WHERE rowid = ?",
+        [(stamp, c.rowid) for c in claimed],
+    )
+    conn.executemany(
+        "UPDATE deliveries SET status = 'skipped', reply = ?, updated_at = ? WHERE rowid = ?",
+        [(reason, stamp, rowid) for reason, rowid in skipped],
+    )
+    return claimed, len(skipped)
+
+
+def record(conn: sqlite3.Connection, outcomes: Iterable[Outcome], *, now: datetime) -> None:
+    """Write the results of sending. Call inside the batch's transaction."""
+    stamp = ts(now)
+    conn.executemany(
+        "UPDATE deliveries SET status = ?, reply = ?, next_attempt = ?, updated_at = ?,"
+        " attempts = attempts + (? != 'skipped') WHERE rowid = ?",
+        [
+            (
+                o.status,
+                o.reply[:500],
+                None if o.next_attempt is None else ts(o.next_attempt),
+                stamp,
+                o.status,
+                o.rowid,
+            )
+            for o in outcomes
+        ],
+    )
+
+
+def counts(conn: sqlite3.Connection, issue: int) -> dict[str, int]:
+    found = {s: 0 for s in STATUSES}
+    for status, n in conn.execute(
+        "SELECT status, COUNT(*) FROM deliveries WHERE issue = ? GROUP BY status", (issue,)
+    ):
+        found[status] = n
+    return found
+
+
+def message_ids(conn: sqlite3.Connection, issue: int) -> dict[str, str]:
+    """email -> Message-ID of one issue (tests and `digest status`)."""
+    rows = conn.execute("SELECT email, message_id FROM deliveries WHERE issue = ?", (issue,))
+    return {r[0]: r[1] for r in rows}
