@@ -17,6 +17,7 @@ from digest.issue.draft import (
 from digest.models import Issue
 from digest.store import transaction
 from digest.store.issues import featured_urls, freeze_issue
+from digest.store.runs import finish_run, start_run
 from plugins.drafting import NOW, Week, entry
 
 SECOND = timedelta(seconds=1)  # windows end a second after `now` (see issue_window)
@@ -202,12 +203,13 @@ def test_the_next_issue_starts_at_the_last_cutoff_and_never_repeats(week: Week) 
 
 def test_skipped_quiet_weeks_roll_into_the_next_issue(week: Week) -> None:
     refresh_draft(week.settings, week.blogs, week.conn, now=NOW)
-    skipped = load_issue(week.settings, week.blogs, week.conn).model_copy(update={"posts": []})
+    # The weekly job skips a quiet week by keeping the draft and recording the skip.
     with transaction(week.conn):
-        freeze_issue(week.conn, skipped, html="", text="", status="skipped", now=NOW)
+        run = start_run(week.conn, NOW, now=NOW)
+        finish_run(week.conn, run, "skipped", issue=1, now=NOW)
     summary = refresh_draft(week.settings, week.blogs, week.conn, now=NOW + timedelta(days=7))
-    # the skipped week's posts are in issue 2, which says it covers two weeks
-    assert summary.number == 2 and summary.skipped_weeks == 1
+    # the skipped week's posts are still in issue 1, which says it covers two weeks
+    assert summary.number == 1 and summary.skipped_weeks == 1
     assert summary.since == NOW - timedelta(days=7) and summary.included == 12
     assert summary.until == NOW + timedelta(days=7) + SECOND
     assert load_issue(week.settings, week.blogs, week.conn).skipped_weeks == 1

@@ -29,6 +29,7 @@ from digest.models import Issue, IssuePost
 from digest.store import feeds as store_feeds
 from digest.store import issues as store_issues
 from digest.store import posts as store_posts
+from digest.store import runs as store_runs
 from digest.store.db import ts
 
 POST_KEYS = ("id", "title", "url", "blog", "category", "note", "include")
@@ -85,17 +86,12 @@ def current_draft(settings: Settings, conn: sqlite3.Connection) -> Path | None:
 def previous_cutoff(conn: sqlite3.Connection) -> tuple[datetime | None, int]:
     """(since of the next issue, quiet weeks rolled into it).
 
-    A skipped (quiet) week's posts roll into the next issue: the window starts where the last
-    issue that went out ended, or where the first skipped one began if none went out yet.
+    A quiet week is skipped by keeping the draft (same number) for the next run: its window
+    still starts where the last issue ended, so the skipped week's posts roll into it.
     """
-    skipped: list[store_issues.ArchivedIssue] = []
-    for issue in store_issues.list_issues(conn, include_skipped=True):  # newest first
-        if issue.status != "skipped":
-            return issue.until, len(skipped)
-        skipped.append(issue)
-    if skipped:
-        return skipped[-1].since, len(skipped)
-    return None, 0
+    last = store_issues.last_issue(conn)
+    number = store_issues.next_number(conn)
+    return (None if last is None else last.until), store_runs.skipped_weeks(conn, number)
 
 
 # --- reading ---------------------------------------------------------------------------------

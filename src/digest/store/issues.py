@@ -19,7 +19,7 @@ class ArchivedIssue:
     content: Issue
     html: str
     text: str
-    status: str  # sending | sent | skipped
+    status: str  # sending | sent
     created_at: datetime
     sent_at: datetime | None
 
@@ -42,7 +42,7 @@ def _archived(row: sqlite3.Row) -> ArchivedIssue:
 
 
 def last_issue(conn: sqlite3.Connection) -> ArchivedIssue | None:
-    """The latest issue sent, being sent or skipped: its `until` is the next issue's `since`."""
+    """The latest issue sent or being sent: its `until` is the next issue's `since`."""
     row = conn.execute("SELECT * FROM issues ORDER BY number DESC LIMIT 1").fetchone()
     return None if row is None else _archived(row)
 
@@ -56,9 +56,8 @@ def get_issue(conn: sqlite3.Connection, number: int) -> ArchivedIssue | None:
     return None if row is None else _archived(row)
 
 
-def list_issues(conn: sqlite3.Connection, *, include_skipped: bool = False) -> list[ArchivedIssue]:
-    where = "" if include_skipped else "WHERE status != 'skipped'"
-    rows = conn.execute(f"SELECT * FROM issues {where} ORDER BY number DESC")
+def list_issues(conn: sqlite3.Connection) -> list[ArchivedIssue]:
+    rows = conn.execute("SELECT * FROM issues ORDER BY number DESC")
     return [_archived(r) for r in rows]
 
 

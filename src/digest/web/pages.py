@@ -398,7 +398,7 @@ class Site:
     async def archived_issue(self, request: Request) -> Response:
         number = request.path_params["number"]
         issue = await self.db.run(lambda c: get_issue(c, number))
-        if issue is None or issue.status == "skipped":
+        if issue is None:
             return self.not_found("issue")
         # The stored web copy, rendered when sending started (see the interfaces file).
         return HTMLResponse(issue.html, headers={"content-security-policy": ISSUE_CSP})
