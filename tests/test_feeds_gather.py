@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from digest.config import Settings, load_blogs
-from digest.feeds import gather as gather_module
+from digest.feeds import pool as pool_module
 from digest.feeds.gather import GatherReport, backoff, gather_sync
 from digest.store import connect
 from digest.store.feeds import feed_states, get_feed
@@ -117,9 +117,9 @@ def test_conditional_round_trip_saves_validators_and_skips_parsing(
     )
 
     parsed: list[str] = []
-    real = gather_module.parse_feed
+    real = pool_module.parse_feed
     monkeypatch.setattr(
-        gather_module, "parse_feed", lambda b, **kw: parsed.append(kw["url"]) or real(b, **kw)
+        pool_module, "parse_feed", lambda b, **kw: parsed.append(kw["url"]) or real(b, **kw)
     )
     # The server now omits Last-Modified on its 304s: the stored one must survive.
     feed_server.routes["/feed.xml"].last_modified = None

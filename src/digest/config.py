@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     dkim_key_file: Path | None = None
 
     fetch_timeout: float = Field(default=20.0, gt=0)
-    fetch_concurrency: int = Field(default=16, ge=1)
+    fetch_concurrency: int = Field(default=64, ge=1)
     fetch_per_host: int = Field(default=2, ge=1)
     fetch_max_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
 

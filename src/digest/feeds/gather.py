@@ -23,7 +23,8 @@ from digest.config import Blog, BlogsFile, Settings
 from digest.errors import FeedError, StoreError
 from digest.feeds.discover import discover
 from digest.feeds.http import Response, cache_seconds, fetch, new_client
-from digest.feeds.parse import ParsedFeed, parse_feed
+from digest.feeds.parse import ParsedFeed
+from digest.feeds.pool import FeedParser
 from digest.feeds.record import Duplicate, Recorded, record_entries
 from digest.store import feeds as feed_store
 from digest.store.db import log_event, transaction
@@ -114,6 +115,7 @@ class _Run:
     conn: sqlite3.Connection
     client: httpx.AsyncClient
     limits: _Limits
+    parser: FeedParser
     now: datetime
     force: bool
     duplicates: list[Duplicate] = field(default_factory=list)
@@ -128,17 +130,25 @@ async def gather(
     force: bool = False,
     only: Collection[str] | None = None,
     client: httpx.AsyncClient | None = None,
+    parser: FeedParser | None = None,
 ) -> GatherReport:
-    """Fetch the feeds that are due (``force``: all, gone ones too) and record new posts."""
+    """Fetch the feeds that are due (``force``: all, gone ones too) and record new posts.
+
+    ``parser`` decides where bodies are parsed (see pool.py); by default a process pool takes
+    over once the run has many bodies.
+    """
     selected = [b for b in blogs.blogs() if only is None or b.id in only]
     own_client = client is None
     http = client or new_client(settings)
+    own_parser = parser is None
+    feed_parser = parser or FeedParser()
     run = _Run(
         settings=settings,
         newsletter_lookback=timedelta(days=blogs.newsletter.lookback_days),
         conn=conn,
         client=http,
         limits=_Limits(settings.fetch_concurrency, settings.fetch_per_host),
+        parser=feed_parser,
         now=now,
         force=force,
     )
@@ -147,6 +157,8 @@ async def gather(
             *(_guarded(run, blog) for blog in selected), return_exceptions=True
         )
     finally:
+        if own_parser:
+            feed_parser.close()
         if own_client:
             await http.aclose()
     results: list[FeedResult] = []
@@ -215,7 +227,9 @@ async def _gather_one(run: _Run, blog: Blog) -> FeedResult:
             )
         parsed = None
         if response.body is not None:
-            parsed = parse_feed(response.body, url=response.url, headers=response.headers)
+            parsed = await run.parser.parse(
+                response.body, url=response.url, headers=response.headers
+            )
     except FeedError as exc:
         return _failed(run, blog, exc)
     return _succeeded(run, blog, record, response, parsed)

@@ -39,6 +39,11 @@ ACCEPT = (
 # br is left out on purpose: decoding it with a cap needs a third-party decoder.
 ACCEPT_ENCODING = "gzip, deflate"
 MAX_REDIRECTS = 10
+# Idle connections kept for reuse. Blogs seldom share a host, so reuse is rare; and httpcore's
+# pool bookkeeping costs, per request, a pass over every pooled connection (and a pass over all
+# of them for each idle one): with a pool as large as the concurrency, that was a tenth of a
+# cold run's CPU (benchmarks/bench_fetch.py).
+MAX_KEEPALIVE = 8
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
 # Server header -> who answered, for reasons such as "HTTP 403 from Cloudflare": a bot wall is
@@ -87,9 +92,11 @@ def new_client(settings: Settings) -> httpx.AsyncClient:
         cookies=jar,
         follow_redirects=False,
         timeout=httpx.Timeout(settings.fetch_timeout),
+        # No more connections than requests in flight (gather's limit): a larger pool only
+        # costs CPU (see MAX_KEEPALIVE).
         limits=httpx.Limits(
-            max_connections=settings.fetch_concurrency * 2,
-            max_keepalive_connections=settings.fetch_concurrency,
+            max_connections=settings.fetch_concurrency,
+            max_keepalive_connections=min(settings.fetch_concurrency, MAX_KEEPALIVE),
         ),
     )
 

@@ -71,10 +71,11 @@ def canonical_url(url: str) -> str:
     return out
 
 
-def link_title(url: str | None, title: str) -> str | None:
+def link_title(url: str | None, title: str, *, canonical: str | None = None) -> str | None:
+    """The secondary identity (canonical link, title); ``canonical``: canonical_url(url)."""
     if not url or not title:
         return None
-    return canonical_url(url) + "\n" + " ".join(title.split()).casefold()
+    return (canonical or canonical_url(url)) + "\n" + " ".join(title.split()).casefold()
 
 
 def post_id(blog: str, key: str, length: int = 8) -> str:
@@ -102,8 +103,8 @@ def record_entries(
     claimed: set[str] = set()
 
     for entry in entries:
-        lt = link_title(entry.url, entry.title)
         canonical = canonical_url(entry.url) if entry.url else None
+        lt = link_title(entry.url, entry.title, canonical=canonical)
         old = by_key.get(entry.key)
         if old is None and lt is not None:
             old = next(

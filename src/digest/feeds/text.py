@@ -13,8 +13,7 @@ import html
 import re
 
 EXCERPT_CHARS = 300
-_FIRST_PREFIX = 1536  # usually yields the 300 characters an excerpt needs
-_SPACE = re.compile(r"\s+")
+_FIRST_PREFIX = 1024  # usually yields the 300 characters an excerpt needs
 # Comments and elements whose content is never prose a reader should see (also when the prefix
 # cut them open).
 _DROP = re.compile(
@@ -37,7 +36,8 @@ def _tag(match: re.Match[str]) -> str:
 
 
 def squash(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
+    # str.split() splits on the same Unicode whitespace as the regex \s+ but is ~3x faster.
+    return " ".join(text.split())
 
 
 def _convert(fragment: str) -> str:
@@ -67,7 +67,11 @@ def html_to_text(markup: str, *, limit: int | None = None) -> str:
 
 def excerpt(text: str, chars: int = EXCERPT_CHARS) -> str:
     """At most ``chars`` characters, cut on a word boundary, with an ellipsis when cut."""
-    text = squash(text)
+    return clip(squash(text), chars)
+
+
+def clip(text: str, chars: int = EXCERPT_CHARS) -> str:
+    """:func:`excerpt` of text already squashed (what squash / html_to_text return)."""
     if len(text) <= chars:
         return text
     cut = text[: chars + 1]
