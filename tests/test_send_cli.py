@@ -64,11 +64,3 @@ def test_no_draft_is_a_clear_error(newsroom: Newsroom, smtp_server: SmtpServer) 
     code, out = _invoke(newsroom, smtp_server, "send", "--yes")
     assert code == 1
     assert "error:" in out and "no draft" in out and "digest draft" in out
-
-
-def test_run_without_once_waits_for_the_scheduler(
-    newsroom: Newsroom, smtp_server: SmtpServer
-) -> None:
-    code, out = _invoke(newsroom, smtp_server, "run")
-    assert code == 2
-    assert "scheduler" in out and "--once" in out

@@ -11,7 +11,7 @@ recipient) so the message can name the culprit.
     ├── DraftError           the draft YAML was edited into something invalid
     ├── RenderError          the issue cannot be rendered
     ├── DeliveryError        SMTP or outbox trouble
-    │   └── LockedError      another process is sending
+    │   └── LockedError      another process is sending or running the job
     ├── SubscriberError      a bad address, name or CSV row
     └── ScheduleError        the weekly job cannot run
 """
@@ -94,9 +94,9 @@ class DeliveryError(DigestError):
 
 
 class LockedError(DeliveryError):
-    def __init__(self, holder: str) -> None:
+    def __init__(self, holder: str, *, doing: str = "sending") -> None:
         super().__init__(
-            f"another digest process is sending: {holder}",
+            f"another digest process is {doing}: {holder}",
             hint="wait for it to finish; if it died, the lock is released with it, run again",
         )
         self.holder = holder

@@ -1,51 +1,247 @@
-"""The weekly job in one call: gather, draft if there is no draft, send without asking.
+"""The weekly job: gather, draft, honour a hold and quiet weeks, send, tell the curator.
 
-`digest run --once` (cron, `make run`) and the scheduler call ``run_once``. An issue a crash
-left half-sent is resumed first; the draft the curator may have edited is never overwritten.
+`digest run --once` (cron, `make run`) and the scheduler both call ``run_once``; the scheduler
+also calls ``review`` ahead of a slot in review mode. One job runs at a time (the job lock), and
+sending keeps its own lock, so a manual `digest send` and the job never both send.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate, make_msgid, parseaddr
 
+from digest import report
 from digest.config import BlogsFile, Settings
+from digest.errors import DraftError
 from digest.feeds.gather import GatherReport, gather_sync
-from digest.issue.draft import current_draft, refresh_draft
+from digest.issue.draft import DraftSummary, current_draft, load_issue, refresh_draft
+from digest.models import Issue
 from digest.send.deliver import SendSummary, send_issue, sending_issue
-from digest.store import deliveries
+from digest.send.lock import job_lock
+from digest.store import deliveries, runs, transaction
+from digest.store import issues as issues_store
+from digest.store.db import get_meta, log_event, set_meta
+
+HOLD_KEY = "hold"
 
 
 @dataclass(slots=True)
 class WeeklyOutcome:
     gathered: GatherReport
-    drafted: Any  # digest.issue.draft.DraftSummary, or None when a draft already existed
+    drafted: DraftSummary | None
     sent: SendSummary | None
-    outcome: str  # sent | resumed | nothing
+    outcome: str  # sent | resumed | skipped | held | nothing
+    issue: int | None = None
+    reason: str = ""
 
     def line(self) -> str:
-        if self.sent is None:
-            return "nothing to send: no draft was made (a quiet week?)"
-        verb = "resumed" if self.sent.resumed else "sent"
-        return f"issue {self.sent.issue} {verb}: {self.sent.line()}"
+        if self.sent is not None:
+            verb = "resumed" if self.sent.resumed else "sent"
+            return f"issue {self.sent.issue} {verb}: {self.sent.line()}"
+        return self.reason or "nothing to send"
+
+
+# --- hold and release ----------------------------------------------------------------------
+
+
+def held_issue(conn: sqlite3.Connection) -> int | None:
+    value = get_meta(conn, HOLD_KEY)
+    return None if value is None else int(value)
+
+
+def hold(settings: Settings, conn: sqlite3.Connection) -> int:
+    """Keep the next issue from going out at its slot; returns its number."""
+    if current_draft(settings, conn) is None:
+        raise DraftError(
+            "there is no draft to hold",
+            hint="`digest draft` creates one; hold it before its scheduled time",
+        )
+    number = issues_store.next_number(conn)
+    with transaction(conn):
+        set_meta(conn, HOLD_KEY, str(number))
+        log_event(conn, "hold", f"issue {number} held")
+    return number
+
+
+def release(conn: sqlite3.Connection) -> int | None:
+    """Lift the hold; returns the issue it held (None if nothing was held)."""
+    number = held_issue(conn)
+    with transaction(conn):
+        conn.execute("DELETE FROM meta WHERE key = ?", (HOLD_KEY,))
+        if number is not None:
+            log_event(conn, "release", f"issue {number} released")
+    return number
+
+
+# --- the job ---------------------------------------------------------------------------------
 
 
 def run_once(
+    settings: Settings,
+    blogs: BlogsFile,
+    conn: sqlite3.Connection,
+    *,
+    now: datetime,
+    slot: datetime | None = None,
+) -> WeeklyOutcome:
+    """One run of the weekly job, recorded in `runs` (under `slot` when the scheduler runs it).
+
+    Any failure is recorded, mailed to the curator, and raised again.
+    """
+    with job_lock(settings):
+        with transaction(conn):
+            run_id = runs.start_run(conn, slot, now=now)
+        try:
+            result = _job(settings, blogs, conn, now=now)
+        except Exception as exc:
+            with transaction(conn):
+                runs.finish_run(conn, run_id, "failed", now=now, error=str(exc))
+            failure = report.run_failed(exc, what="running the weekly job")
+            report.send_report(settings, blogs, conn, failure)
+            raise
+        with transaction(conn):
+            runs.finish_run(conn, run_id, result.outcome, now=now, issue=result.issue)
+        _report_trouble(settings, blogs, conn, result)
+        return result
+
+
+def _job(
     settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection, *, now: datetime
 ) -> WeeklyOutcome:
     gathered = gather_sync(settings, blogs, conn, now=now)
+    if sending_issue(conn) is not None:
+        # A crash left an issue half-sent: finish it (same Message-IDs), nothing else this run.
+        summary = send_issue(settings, blogs, conn, now=now)
+        return WeeklyOutcome(gathered, None, summary, "resumed", summary.issue)
+
+    number = issues_store.next_number(conn)
     drafted = None
-    if sending_issue(conn) is None and current_draft(settings, conn) is None:
-        # Gathering stamps new posts first_seen = now and the issue window is [since, until):
-        # cut the draft just after, or this run's own posts would wait a week.
-        drafted = refresh_draft(settings, blogs, conn, now=now + timedelta(seconds=1))
-    if (
-        sending_issue(conn) is None
-        and current_draft(settings, conn) is None
-        and not deliveries.pending_issues(conn)
-    ):
-        return WeeklyOutcome(gathered, drafted, None, "nothing")
+    # Draft only when there is none: a draft the curator reviewed must not grow posts they
+    # never saw. A draft kept from a quiet week is the exception: it gathers the new posts.
+    if current_draft(settings, conn) is None or runs.skipped_weeks(conn, number):
+        drafted = refresh_draft(settings, blogs, conn, now=now)
+
+    if held_issue(conn) == number:
+        return _nothing(settings, blogs, conn, gathered, drafted, now, "held", number,
+                        f"issue {number} is held: `digest release` sends it")  # fmt: skip
+    issue = load_issue(settings, blogs, conn)
+    quiet = _quiet(issue, blogs)
+    if quiet:
+        return _nothing(settings, blogs, conn, gathered, drafted, now, "skipped", number, quiet)
     summary = send_issue(settings, blogs, conn, now=now)
-    return WeeklyOutcome(gathered, drafted, summary, "resumed" if summary.resumed else "sent")
+    return WeeklyOutcome(gathered, drafted, summary, "sent", summary.issue)
+
+
+def _quiet(issue: Issue, blogs: BlogsFile) -> str:
+    """Why this week is skipped, or '' to send it."""
+    newsletter = blogs.newsletter
+    if len(issue.posts) >= newsletter.min_posts:
+        return ""
+    if newsletter.quiet_week == "archive_only" and issue.archive_pick is not None:
+        return ""
+    return (
+        f"a quiet week: {len(issue.posts)} new post(s), fewer than min_posts "
+        f"({newsletter.min_posts}); issue {issue.number} keeps its draft and next week's posts "
+        "join it"
+    )
+
+
+def _nothing(
+    settings: Settings,
+    blogs: BlogsFile,
+    conn: sqlite3.Connection,
+    gathered: GatherReport,
+    drafted: DraftSummary | None,
+    now: datetime,
+    outcome: str,
+    number: int,
+    reason: str,
+) -> WeeklyOutcome:
+    """No new issue goes out; deliveries deferred from earlier issues are still retried."""
+    summary = None
+    if deliveries.pending_issues(conn):
+        summary = send_issue(settings, blogs, conn, now=now)
+    result = WeeklyOutcome(gathered, drafted, None, outcome, number, reason)
+    if summary is not None:
+        result.reason += f"; retried earlier deliveries: {summary.line()}"
+    return result
+
+
+def _report_trouble(
+    settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection, result: WeeklyOutcome
+) -> None:
+    mails = [
+        report.failing_feeds(
+            result.gathered.results, blogs, threshold=blogs.newsletter.report_after_failures
+        ),
+        report.send_trouble(result.sent) if result.sent is not None else None,
+    ]
+    for mail in mails:
+        if mail is not None:
+            report.send_report(settings, blogs, conn, mail)
+
+
+# --- review mode ------------------------------------------------------------------------------
+
+
+def review(
+    settings: Settings,
+    blogs: BlogsFile,
+    conn: sqlite3.Connection,
+    *,
+    now: datetime,
+    slot: datetime,
+) -> DraftSummary:
+    """Draft ahead of `slot` and mail the curator the issue as subscribers will get it, with the
+    feed-health notes they alone see."""
+    from digest.render import render_issue
+    from digest.send.message import MessageTemplate, message_id
+    from digest.send.transport import deliver_one
+
+    with job_lock(settings):
+        gather_sync(settings, blogs, conn, now=now)
+        summary = refresh_draft(settings, blogs, conn, now=now)
+        issue = load_issue(settings, blogs, conn)
+        newsletter = blogs.newsletter
+        curator = parseaddr(newsletter.reply_to)[1]
+        domain = newsletter.from_address.rpartition("@")[2]
+        rendered = render_issue(issue, blogs, base_url=settings.base_url)
+        preview = MessageTemplate.build(
+            rendered, newsletter=newsletter, settings=settings, issue_number=issue.number
+        ).message(
+            to=curator,
+            name=newsletter.curator,
+            token="review" + "0" * 37,
+            message_id=message_id(domain),
+            subject_prefix="[Review] ",
+        )
+        local = slot.astimezone(newsletter.schedule.tz)
+        health = "\n".join(f"- {note.text}" for note in summary.health) or "- every feed is fine"
+        quiet = _quiet(issue, blogs)
+        note = (
+            f"Issue {issue.number} goes out {local:%A %d %B %H:%M %Z} unless you run "
+            f"`digest hold`.\n"
+            + (f"It will be skipped: {quiet}.\n" if quiet else "")
+            + f"\nDraft: {summary.path} ({len(issue.posts)} posts). Edit it, then "
+            "`digest preview` to check.\n\n"
+            f"Feed health (for you only, never in the issue):\n{health}\n\n"
+            "The attached message is the issue exactly as subscribers will get it.\n"
+        )
+        mail = EmailMessage(policy=SMTP)
+        mail["From"] = newsletter.from_
+        mail["To"] = curator
+        mail["Subject"] = f"[Review] issue {issue.number}: {issue.subject}"
+        mail["Date"] = formatdate(usegmt=True)
+        mail["Message-ID"] = make_msgid(domain=domain)
+        mail["Auto-Submitted"] = "auto-generated"
+        mail.set_content(note, cte="quoted-printable")
+        mail.add_attachment(message_from_bytes(preview, policy=SMTP))
+        deliver_one(settings, sender=newsletter.from_address, to=curator, message=mail.as_bytes())
+        with transaction(conn):
+            runs.mark_reviewed(conn, slot, now=now)
+        return summary

@@ -260,7 +260,7 @@ class Newsroom:
             for b, blog in enumerate(self.blogs.blogs()):
                 for i in range(per_blog):
                     post = Post(
-                        id=f"{blog.id}-{b:04x}{i:04x}",
+                        id=f"{blog.id}-{int(at.timestamp()) // 60 % 65536:04x}{b:02x}{i:02x}",
                         blog=blog.id,
                         title=f"{blog.name}: post {i} — café",
                         url=f"{blog.homepage.rstrip('/')}/post-{at:%Y%m%d}-{i}",

@@ -94,6 +94,7 @@ def main(ctx: click.Context, blogs: Path | None, db: Path | None) -> None:
 
 from digest.cli import drafts as _drafts  # noqa: E402,F401  (`digest draft`, `digest preview`)
 from digest.cli import feeds as _feeds  # noqa: E402,F401  (registers `digest feeds`)
-from digest.cli import send as _send  # noqa: E402,F401  (registers `digest send`, `digest run`)
+from digest.cli import send as _send  # noqa: E402,F401  (registers `digest send`)
 from digest.cli import serve as _serve  # noqa: E402,F401  (registers `digest serve`)
 from digest.cli import subscribers as _subscribers  # noqa: E402,F401  (`digest subscribers`)
+from digest.cli import weekly as _weekly  # noqa: E402,F401  (`digest run`, `hold`, `release`, `status`)

@@ -1,4 +1,4 @@
-"""`digest send` and `digest run --once`."""
+"""`digest send`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from digest.send.deliver import SendSummary, send_issue, sending_issue
 from digest.send.transport import describe_target
 from digest.store import deliveries, issues, utcnow
 from digest.store import subscribers as subscribers_store
-from digest.weekly import run_once
 
 
 def _plan(app: App) -> str:
@@ -38,7 +37,7 @@ def _plan(app: App) -> str:
     )
 
 
-def _show(app: App, summary: SendSummary) -> None:
+def show_summary(app: App, summary: SendSummary) -> None:
     what = "Dry run of issue" if summary.dry_run else "Issue"
     state = "complete" if summary.finished else "incomplete: run `digest send` again to resume"
     app.console.print(
@@ -78,29 +77,4 @@ def send(app: App, yes: bool, dry_run: bool) -> None:
         summary = send_issue(
             app.settings, app.blogs, app.db, now=utcnow(), dry_run=dry_run, progress=progress
         )
-    _show(app, summary)
-
-
-@main.command()
-@click.option("--once", is_flag=True, help="Run the weekly job now, once, and exit (for cron).")
-@pass_app
-def run(app: App, once: bool) -> None:
-    """The weekly job: gather feeds, draft the issue if there is no draft, send it."""
-    if not once:
-        click.secho(
-            "error: `digest run` without --once needs the scheduler, which arrives with the "
-            "scheduling work; use `digest run --once` from cron meanwhile",
-            err=True,
-            fg="red",
-        )
-        raise SystemExit(2)
-    outcome = run_once(app.settings, app.blogs, app.db, now=utcnow())
-    gathered = outcome.gathered
-    app.console.print(
-        f"gathered {len(gathered.results)} feeds: {gathered.new_posts} new posts, "
-        f"{len(gathered.failed)} failed"
-    )
-    if outcome.sent is None:
-        app.console.print(outcome.line())
-    else:
-        _show(app, outcome.sent)
+    show_summary(app, summary)

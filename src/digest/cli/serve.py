@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import click
 
 from digest.cli import App, main, pass_app
@@ -16,8 +19,13 @@ from digest.cli import App, main, pass_app
     show_default=True,
     help="Log every request. Off by default: paths carry personal unsubscribe tokens.",
 )
+@click.option(
+    "--with-scheduler",
+    is_flag=True,
+    help="Also run the weekly job at its scheduled time (`digest run`) in this process.",
+)
 @pass_app
-def serve(app: App, host: str, port: int, access_log: bool) -> None:
+def serve(app: App, host: str, port: int, access_log: bool, with_scheduler: bool) -> None:
     """Serve the web pages with uvicorn (one process: the rate limits live in memory).
 
     Links in pages and mails come from DIGEST_BASE_URL, never from the request. Behind a
@@ -33,6 +41,25 @@ def serve(app: App, host: str, port: int, access_log: bool) -> None:
         f"serving {app.blogs.newsletter.title} on http://{host}:{port} "
         f"(links use {app.settings.base_url})"
     )
-    uvicorn.run(
-        web, host=host, port=port, access_log=access_log, server_header=False, log_level="info"
-    )
+    stop = threading.Event()
+    if with_scheduler:
+        from digest.schedule import Scheduler
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        scheduler = Scheduler(app.settings)
+        # A daemon thread: the job runs beside the web server (it opens its own connection);
+        # uvicorn owns the main thread and Ctrl-C.
+        thread = threading.Thread(
+            target=scheduler.run_forever, kwargs={"stop": stop}, name="digest-scheduler",
+            daemon=True,
+        )  # fmt: skip
+        thread.start()
+        app.console.print(
+            f"scheduler: next run {scheduler.next_run(app.blogs):%a %d %b %Y %H:%M} UTC"
+        )
+    try:
+        uvicorn.run(
+            web, host=host, port=port, access_log=access_log, server_header=False, log_level="info"
+        )
+    finally:
+        stop.set()

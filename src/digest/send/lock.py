@@ -1,4 +1,5 @@
-"""The send lock: two `digest send` processes never both send.
+"""Process locks: two `digest send` processes never both send; two weekly jobs (schedulers,
+cron) never both run.
 
 ``fcntl.flock`` on a file next to the database. The kernel releases it when the holder exits
 however it exits (``kill -9`` included), so there is no stale lock to clean up by hand. The file
@@ -12,7 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from digest.config import Settings
 from digest.errors import DeliveryError, LockedError
 
 
-def lock_path(settings: Settings) -> Path:
-    return settings.db.parent / f"{settings.db.name}.send-lock"
+def lock_path(settings: Settings, name: str = "send") -> Path:
+    return settings.db.parent / f"{settings.db.name}.{name}-lock"
 
 
 def _holder(path: Path) -> str:
@@ -37,23 +38,31 @@ def _holder(path: Path) -> str:
     return f"an unknown process (lock file {path})"
 
 
-@contextmanager
-def send_lock(settings: Settings) -> Iterator[Path]:
+def send_lock(settings: Settings) -> AbstractContextManager[Path]:
     """Hold the send lock for the block; ``LockedError(holder)`` if another process has it."""
-    path = lock_path(settings)
+    return _file_lock(lock_path(settings, "send"), "sending")
+
+
+def job_lock(settings: Settings) -> AbstractContextManager[Path]:
+    """Held for a whole weekly job (gather, draft, send): one scheduler or cron run at a time."""
+    return _file_lock(lock_path(settings, "job"), "running the weekly job")
+
+
+@contextmanager
+def _file_lock(path: Path, doing: str) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise DeliveryError(
-            f"{path}: cannot open the send lock: {exc.strerror}",
+            f"{path}: cannot open the lock file: {exc.strerror}",
             hint="the folder of DIGEST_DB must be writable",
         ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LockedError(_holder(path)) from None
+            raise LockedError(_holder(path), doing=doing) from None
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}\n".encode(), 0)

@@ -66,7 +66,6 @@ def newest_date(conn: sqlite3.Connection, blog: str) -> datetime | None:
     return parse_ts(row[0])
 
 
-
 def duplicates_between(
     conn: sqlite3.Connection, since: datetime, until: datetime
 ) -> list[tuple[Post, str]]:
