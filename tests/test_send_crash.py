@@ -6,6 +6,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from digest.store import issues
@@ -75,12 +76,18 @@ def test_two_senders_at_once_one_refuses_naming_the_holder(
     newsroom.add_posts(1)
     newsroom.draft()
     addresses = newsroom.subscribe_many(40)
-    smtp_server.handler.delay = 0.02
+    # The server holds every message at DATA until the second sender has had its say, so the
+    # first is provably mid-send however slowly the machine starts processes.
+    smtp_server.handler.gate = threading.Event()
     first = _digest(newsroom, smtp_server, "send", "--yes")
-    _wait_for(smtp_server, 1, first, 30)
+    deadline = time.monotonic() + 30
+    while smtp_server.handler.datas == 0:
+        assert first.poll() is None and time.monotonic() < deadline, "the first never sent"
+        time.sleep(0.01)
     second = _digest(newsroom, smtp_server, "send", "--yes")
-    out2, err2 = second.communicate(timeout=30)
+    out2, err2 = second.communicate(timeout=60)
     assert first.poll() is None, "the first sender should still be busy"
+    smtp_server.handler.gate.set()
     out1, err1 = first.communicate(timeout=60)
     assert first.returncode == 0, err1
     assert second.returncode == 1

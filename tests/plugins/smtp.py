@@ -80,6 +80,7 @@ class Handler:
     refuse_data: dict[str, str] = field(default_factory=dict)  # rcpt -> reply after DATA
     drop_at: set[int] = field(default_factory=set)  # drop the connection at these DATA numbers
     delay: float = 0.0  # seconds per message, before it is accepted
+    gate: threading.Event | None = None  # when set up, DATA waits until the test opens it
     datas: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -97,6 +98,8 @@ class Handler:
             number = self.datas
         if self.delay:
             await asyncio.sleep(self.delay)
+        while self.gate is not None and not self.gate.is_set():
+            await asyncio.sleep(0.005)
         rcpt = envelope.rcpt_tos[0]
         if number in self.drop_at:
             # The connection dies before the final reply: the client cannot know the outcome.
