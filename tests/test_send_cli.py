@@ -55,7 +55,8 @@ def test_send_answering_yes(ready: Newsroom, smtp_server: SmtpServer) -> None:
 def test_dry_run_sends_nothing(ready: Newsroom, smtp_server: SmtpServer) -> None:
     code, out = _invoke(ready, smtp_server, "send", "--dry-run")
     assert code == 0, out
-    assert "Dry run of issue 1: sent 3" in out
+    assert "Dry run of issue 1: 3 message(s) built" in out and "nothing sent" in out
+    assert "sent 3" not in out
     assert smtp_server.messages == []
     assert (ready.root / "drafts" / "1.yaml").exists()
 

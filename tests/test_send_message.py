@@ -103,7 +103,9 @@ def test_raw_bytes_follow_the_rules(newsroom: Newsroom) -> None:
     )
     assert _content(text_part) == want_text
     assert _content(html_part) == want_html
+    # Both parts carry the unsubscribe link (REFERENCE.md section 3).
     assert f"https://digest.example.org/unsubscribe/{TOKEN}" in _content(text_part)
+    assert f'href="https://digest.example.org/unsubscribe/{TOKEN}"' in _content(html_part)
     assert "Hello Ada," in _content(text_part)
     body_lines = raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
     assert max(len(line) for line in body_lines) <= 76

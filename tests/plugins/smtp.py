@@ -78,6 +78,9 @@ class Handler:
     transient: dict[str, int] = field(default_factory=dict)  # rcpt -> 451s before a 250
     refuse_rcpt: dict[str, str] = field(default_factory=dict)  # rcpt -> reply at RCPT
     refuse_data: dict[str, str] = field(default_factory=dict)  # rcpt -> reply after DATA
+    # rcpt -> replies to give first, each at its stage ("rcpt" or "data"), then accept: the
+    # throttling answers (421, 450, 451, 454) providers give (REFERENCE.md section 6)
+    throttle: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     drop_at: set[int] = field(default_factory=set)  # drop the connection at these DATA numbers
     delay: float = 0.0  # seconds per message, before it is accepted
     gate: threading.Event | None = None  # when set up, DATA waits until the test opens it
@@ -89,6 +92,8 @@ class Handler:
     ) -> str:
         if address in self.refuse_rcpt:
             return self.refuse_rcpt[address]
+        if reply := self._throttled(address, "rcpt"):
+            return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -105,6 +110,8 @@ class Handler:
             # The connection dies before the final reply: the client cannot know the outcome.
             server.transport.abort()
             return "421 4.4.2 connection dropped"
+        if reply := self._throttled(rcpt, "data"):
+            return reply
         with self.lock:
             if self.transient.get(rcpt, 0) > 0:
                 self.transient[rcpt] -= 1
@@ -118,6 +125,13 @@ class Handler:
                 )
             )
         return "250 2.0.0 Ok: queued"
+
+    def _throttled(self, rcpt: str, stage: str) -> str | None:
+        with self.lock:
+            queued = self.throttle.get(rcpt)
+            if queued and queued[0][0] == stage:
+                return queued.pop(0)[1]
+        return None
 
 
 class SmtpServer:

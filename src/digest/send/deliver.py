@@ -150,6 +150,7 @@ class _Run:
                 for job in self.bounces:
                     subscribers_store.set_status(self.conn, job.subscriber_id, "bounced", now=now)
                     subscribers_store.suppress(self.conn, job.email, "bounced", now=now)
+            self._skip_leavers(now)
             if claim:
                 claimed, skipped = ledger.claim(self.conn, self.issues, self.batch, now=now)
                 self.done += skipped
@@ -163,6 +164,17 @@ class _Run:
         self.last_flush = time.monotonic()
         self.queue.extend((job, 0) for job in claimed)
         self._report(force=True)
+
+    def _skip_leavers(self, now: datetime) -> None:
+        """Claimed rows wait in memory, for minutes under a rate limit: an unsubscribe (or a
+        bounce) that came since their claim is honoured for every one not sent yet."""
+        waiting = [job.rowid for job, _ in self.queue] + [r.job.rowid for r in self.retries]
+        left = set(ledger.skip_leavers(self.conn, waiting, now=now))
+        if left:
+            self.queue = deque(item for item in self.queue if item[0].rowid not in left)
+            self.retries = [r for r in self.retries if r.job.rowid not in left]
+            heapq.heapify(self.retries)
+            self.done += len(left)
 
     def maybe_flush(self) -> None:
         need_claim = not self.exhausted and len(self.queue) <= self.low_water

@@ -93,6 +93,18 @@ async def _abandon(client: aiosmtplib.SMTP) -> None:
     await asyncio.sleep(0.05)
 
 
+async def _greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO now rather than lazily at the first MAIL (aiosmtplib's way when neither STARTTLS
+    nor AUTH ran it): SIZE and SMTPUTF8 are chosen from its answer before that MAIL, and a
+    non-ASCII address must not be refused as "no SMTPUTF8" for being first on a connection."""
+    if not client.is_ehlo_or_helo_needed:
+        return
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        await client.helo()  # an old server without ESMTP (RFC 5321 3.2)
+
+
 class SmtpLane:
     """One SMTP connection, opened on first use and reopened when needed."""
 
@@ -124,6 +136,7 @@ class SmtpLane:
             try:
                 try:
                     await client.connect()
+                    await _greet(client)
                 except Exception:
                     await _abandon(client)
                     raise

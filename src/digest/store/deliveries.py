@@ -11,6 +11,7 @@ Message-ID stored here, so receivers can drop the duplicate.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -149,6 +150,25 @@ def claim(
         [(reason, stamp, rowid) for reason, rowid in skipped],
     )
     return claimed, len(skipped)
+
+
+def skip_leavers(conn: sqlite3.Connection, rowids: Sequence[int], *, now: datetime) -> list[int]:
+    """Of these claimed rows not sent yet, mark 'skipped' those whose subscriber left since the
+    claim (no longer confirmed, or suppressed) and return them. Call inside a transaction."""
+    if not rowids:
+        return []
+    rows = conn.execute(
+        "SELECT d.rowid, s.status FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+        " WHERE d.rowid IN (SELECT value FROM json_each(?)) AND (s.status != 'confirmed'"
+        " OR EXISTS (SELECT 1 FROM suppressions x WHERE x.email = d.email))",
+        (json.dumps(list(rowids)),),
+    ).fetchall()
+    stamp = ts(now)
+    conn.executemany(
+        "UPDATE deliveries SET status = 'skipped', reply = ?, updated_at = ? WHERE rowid = ?",
+        [(f"not sent: subscriber {status}", stamp, rowid) for rowid, status in rows],
+    )
+    return [int(rowid) for rowid, _ in rows]
 
 
 def record(conn: sqlite3.Connection, outcomes: Iterable[Outcome], *, now: datetime) -> None:
