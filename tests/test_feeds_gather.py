@@ -138,6 +138,29 @@ def test_conditional_round_trip_saves_validators_and_skips_parsing(
     assert record is not None and record.etag == '"rotated"'
 
 
+def test_validators_of_an_unchanged_body_are_saved_each_as_the_latest_response_sent_them(
+    feed_server, env
+) -> None:
+    # REFERENCE.md section 1: the bug Feedbin, NetNewsWire and CommaFeed shipped was keeping
+    # the old validators when a 200 brought the same body; then every poll is a full download.
+    url = feed_server.serve_fixture(
+        "/feed.xml", "colah.rss.xml", etag='"one"', last_modified="Sun, 29 Nov 2026 10:00:00 GMT"
+    )
+    e = env({"colah": url})
+    e.run()
+    route = feed_server.routes["/feed.xml"]
+    route.etag, route.last_modified = '"two"', None  # same body, new ETag, no Last-Modified
+    result = e.result(e.run(NOW + timedelta(hours=2)), "colah")
+    assert (result.status, result.http_status, result.new_posts) == ("ok", 200, 0)
+    record = get_feed(e.conn, "colah")
+    assert record is not None and (record.etag, record.last_modified) == ('"two"', None)
+    # Nothing synthesised: the next poll sends back only what the server gave.
+    e.run(NOW + timedelta(hours=4))
+    hit = feed_server.hits("/feed.xml")[-1].headers
+    assert hit["if-none-match"] == '"two"' and "if-modified-since" not in hit
+    assert e.result(e.run(NOW + timedelta(hours=6)), "colah").status == "not_modified"
+
+
 def test_next_poll_is_respected_unless_forced(feed_server, env) -> None:
     url = feed_server.serve_fixture(
         "/feed.xml", "colah.rss.xml", headers={"Cache-Control": "max-age=86400"}
@@ -154,6 +177,20 @@ def test_next_poll_is_respected_unless_forced(feed_server, env) -> None:
     assert e.result(e.run(NOW + timedelta(days=2)), "colah").next_poll == NOW + timedelta(
         days=2, hours=1
     )
+
+
+@pytest.mark.parametrize(("total", "per_host", "peak"), [(64, 2, 2), (1, 5, 1)])
+def test_fetches_are_limited_per_host_and_overall(
+    feed_server, env, total: int, per_host: int, peak: int
+) -> None:
+    feeds = {
+        f"b{i}": feed_server.serve_fixture(f"/{i}.xml", "colah.rss.xml", delay=0.1)
+        for i in range(6)
+    }
+    e = env(feeds, fetch_concurrency=total, fetch_per_host=per_host)
+    report = e.run()
+    assert {r.status for r in report.results} == {"ok"}
+    assert feed_server.peak == peak  # all six on one host: never more at once than allowed
 
 
 def test_permanent_redirects_rewrite_the_stored_url_a_302_does_not(feed_server, env) -> None:

@@ -14,7 +14,6 @@ from digest import __version__
 from digest.config import Settings
 from digest.errors import FeedError
 from digest.feeds.http import (
-    ACCEPT,
     Response,
     cache_seconds,
     fetch,
@@ -49,8 +48,12 @@ def test_polite_request_headers(feed_server) -> None:
     get(url)
     hit = feed_server.hits("/feed.xml")[0]
     assert hit.headers["user-agent"] == f"digest/{__version__} (+https://digest.example.org)"
-    assert hit.headers["accept"] == ACCEPT
-    assert "gzip" in hit.headers["accept-encoding"]
+    # The exact values of REFERENCE.md section 1, spelled out (not the constant under test).
+    assert hit.headers["accept"] == (
+        "application/atom+xml, application/rss+xml, application/feed+json, "
+        "application/xml;q=0.9, */*;q=0.8"
+    )
+    assert hit.headers["accept-encoding"] == "gzip, deflate"
     assert "cookie" not in hit.headers and "referer" not in hit.headers
 
 

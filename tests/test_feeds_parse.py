@@ -161,6 +161,26 @@ def test_relative_links_resolve_against_the_feed_url() -> None:
     assert parsed.entries[0].url == "https://b.example/posts/rel.html"
 
 
+def test_dates_are_utc_whatever_the_local_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # feedparser's *_parsed are UTC struct_times: time.mktime would read them as local time
+    # (REFERENCE.md section 2). Run in a zone far from UTC so that mistake shows.
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        body = rss(
+            "<item><title>A</title><link>https://b.example/a</link>"
+            "<pubDate>Sat, 28 Nov 2026 10:00:00 GMT</pubDate></item>"
+            "<item><title>B</title><link>https://b.example/b</link>"
+            "<pubDate>Sat, 28 Nov 2026 10:00:00 +0200</pubDate></item>"
+        )
+        first, second = parse_feed(body, url="https://b.example/feed", headers=RSS).entries
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert first.published == datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+    assert second.published == datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+
+
 def test_json_feed_1_1() -> None:
     doc = {
         "version": "https://jsonfeed.org/version/1.1",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -12,6 +13,7 @@ import pytest
 from digest.config import BlogsFile, Settings, load_blogs
 from digest.models import Issue, IssuePost
 from digest.render import HTML_BUDGET, encoded_size, render_issue
+from digest.render.email import inline_css
 from digest.render.lint import lint
 from digest.render.rendered import PLACEHOLDER_MARK
 from digest.send.message import MessageTemplate
@@ -104,6 +106,29 @@ def test_email_safe_layout(blogs: BlogsFile) -> None:
     sizes = [int(s) for s in re.findall(r"font-size:\s*(\d+)px", html)]
     assert sizes and min(s for s in sizes if s != 1) >= 14  # 1px: the hidden preheader only
     assert "-apple-system" in html and "sans-serif" in html
+
+
+def test_premailer_never_fetches_and_keeps_cssutils_quiet(
+    feed_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # REFERENCE.md section 4: allow_network=False, cssutils silenced. The level is global
+    # state: start from cssutils' default so that only inline_css can have lowered it.
+    css = feed_server.serve("/x.css", "p { color: red }", content_type="text/css")
+    html = (
+        f'<html><head><link rel="stylesheet" href="{css}"><style>p {{ font-size: 15px }}'
+        " @unknown-rule foo;</style></head><body><p>hi</p></body></html>"
+    )
+    cssutils_log = logging.getLogger("CSSUTILS")
+    level = cssutils_log.level
+    cssutils_log.setLevel(logging.INFO)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            out = inline_css(html)
+    finally:
+        cssutils_log.setLevel(level)
+    assert feed_server.hits("/x.css") == []
+    assert "font-size:15px" in out.replace(" ", "")
+    assert [r.getMessage() for r in caplog.records if r.name == "CSSUTILS"] == []
 
 
 def test_feed_titles_and_curator_notes_cannot_inject_html_or_links(blogs: BlogsFile) -> None:

@@ -117,7 +117,9 @@ def load_settings(**overrides: Any) -> Settings:
         lines = []
         for err in exc.errors():
             name = "DIGEST_" + "_".join(str(p) for p in err["loc"]).upper()
-            lines.append(f"{name}: {err['msg']} (found {err.get('input')!r})")
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            found = "" if "found" in msg else f" (found {err.get('input')!r})"
+            lines.append(f"{name}: {msg}{found}")
         raise ConfigError(
             "invalid setting: " + "; ".join(lines),
             hint="see .env.example or README.md (Configuration) for every setting",
@@ -257,16 +259,24 @@ class BlogsFile(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> BlogsFile:
-        seen_cat: set[str] = set()
-        seen_blog: set[str] = set()
-        for cat in self.categories:
+        seen_cat: dict[str, int] = {}
+        seen_blog: dict[str, tuple[int, int]] = {}
+        for c, cat in enumerate(self.categories):
             if cat.id in seen_cat:
-                raise ValueError(f"category id {cat.id!r} appears twice")
-            seen_cat.add(cat.id)
-            for blog in cat.blogs:
+                raise _Duplicate(
+                    f"category id {cat.id!r} appears twice (also categories[{seen_cat[cat.id]}])",
+                    ("categories", c, "id"),
+                )
+            seen_cat[cat.id] = c
+            for b, blog in enumerate(cat.blogs):
                 if blog.id in seen_blog:
-                    raise ValueError(f"blog id {blog.id!r} appears twice; give one an explicit id")
-                seen_blog.add(blog.id)
+                    first = "categories[{}].blogs[{}]".format(*seen_blog[blog.id])
+                    raise _Duplicate(
+                        f"blog id {blog.id!r} appears twice (also {first}); "
+                        "give one an explicit `id:`",
+                        ("categories", c, "blogs", b),
+                    )
+                seen_blog[blog.id] = (c, b)
         return self
 
     def blogs(self) -> Iterator[Blog]:
@@ -278,6 +288,15 @@ class BlogsFile(_Strict):
 
     def category(self, cat_id: str) -> Category | None:
         return next((c for c in self.categories if c.id == cat_id), None)
+
+
+class _Duplicate(ValueError):
+    """A repeated id, carrying the entry's location: pydantic reports errors of a model
+    validator at the top level, and the curator needs the entry and its line."""
+
+    def __init__(self, message: str, loc: tuple[int | str, ...]) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 def _loc_text(loc: tuple[int | str, ...]) -> str:
@@ -331,13 +350,15 @@ def load_blogs(path: Path) -> BlogsFile:
         raise ConfigError(
             f"{path}: expected a mapping with `newsletter:` and `categories:`",
             path=str(path),
+            hint="start from the commented blogs.yaml in the repository",
         )
     try:
         return BlogsFile.model_validate(doc)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = tuple(err["loc"])
+            cause = (err.get("ctx") or {}).get("error")
+            loc = cause.loc if isinstance(cause, _Duplicate) else tuple(err["loc"])
             line = _line_of(doc, loc)
             where = _loc_text(loc) or "(top level)"
             if line:
@@ -347,6 +368,8 @@ def load_blogs(path: Path) -> BlogsFile:
                 detail = "missing"
             elif err["type"] == "extra_forbidden":
                 detail = "unknown key (a typo?)"
+            elif isinstance(cause, _Duplicate):
+                detail = str(cause)
             else:
                 detail = f"found {_short(found)}, {err['msg'].removeprefix('Value error, ')}"
             problems.append(f"  {where}: {detail}")

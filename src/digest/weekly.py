@@ -50,8 +50,12 @@ class WeeklyOutcome:
 
 
 def held_issue(conn: sqlite3.Connection) -> int | None:
+    """The issue on hold, if it is still to be sent. A hold on an issue that went out since
+    (a manual `digest send`) is spent: `digest release` must not send the next draft."""
     value = get_meta(conn, HOLD_KEY)
-    return None if value is None else int(value)
+    if value is None or int(value) < issues_store.next_number(conn):
+        return None
+    return int(value)
 
 
 def hold(settings: Settings, conn: sqlite3.Connection) -> int:

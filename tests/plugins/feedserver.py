@@ -44,6 +44,7 @@ class Route:
     stall_after: int | None = None  # send this many bytes, then hang
     drip: float | None = None  # seconds between single bytes
     location: str | None = None  # for redirects
+    delay: float = 0.0  # seconds to think before answering
 
 
 @dataclass
@@ -56,6 +57,8 @@ class FeedServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.log: list[Hit] = []
+        self.active = 0  # requests being answered now
+        self.peak = 0  # the most at once
         self.stop = threading.Event()
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"feeds": self})
@@ -178,6 +181,13 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self._send(404, b"not found", {"Content-Type": "text/plain"})
             return
+        if route.delay:
+            with self.feeds._lock:
+                self.feeds.active += 1
+                self.feeds.peak = max(self.feeds.peak, self.feeds.active)
+            self.feeds.stop.wait(route.delay)
+            with self.feeds._lock:
+                self.feeds.active -= 1
         extra = dict(route.headers)
         if route.location:
             extra["Location"] = route.location

@@ -44,11 +44,12 @@ def draft(app: App, no_fetch: bool, force: bool) -> None:
     now = utcnow()
     if not no_fetch:
         report = gather_sync(app.settings, app.blogs, app.db, now=now, force=force)
-        failing = len(report.failed)
-        app.console.print(
-            f"Fetched {len(report.results)} feeds: {report.new_posts} new post(s)"
-            + (f", [red]{failing} failing[/]" if failing else "")
-        )
+        line = report.summary()
+        app.console.print(line[0].upper() + line[1:], highlight=False)
+        if report.failed:
+            app.console.print("  `digest feeds check` fetches them again and says why they fail")
+        if report.skipped:
+            app.console.print("  `digest draft --force` fetches every feed now")
     summary = refresh_draft(app.settings, app.blogs, app.db, now=now)
     _print_summary(app, summary)
 

@@ -69,7 +69,13 @@ def _report_json(report: GatherReport) -> dict[str, object]:
 def _print_report(app: App, report: GatherReport) -> None:
     table = Table(title="Feeds")
     for name in ("blog", "status", "HTTP", "new", "newest post", "failures", "next poll"):
-        table.add_column(name, justify="right" if name in ("HTTP", "new", "failures") else "left")
+        # fold, never "hundred-rab…": the blog id is what the curator types next
+        table.add_column(
+            name,
+            justify="right" if name in ("HTTP", "new", "failures") else "left",
+            overflow="fold" if name == "blog" else "ellipsis",
+            no_wrap=name == "status",
+        )
     for r in report.results:
         table.add_row(
             r.blog,
@@ -106,7 +112,7 @@ def list_(app: App) -> None:
     states = feed_states(app.db)
     table = Table()
     for name in ("blog", "category", "feed", "status", "failures", "last success"):
-        table.add_column(name)
+        table.add_column(name, overflow="fold")  # ids and URLs whole, even at 80 columns
     for blog in app.blogs.blogs():
         state = states.get(blog.id)
         url = (state.url if state else None) or blog.feed or f"(discover on {blog.homepage})"

@@ -30,18 +30,38 @@ def _plan(app: App) -> str:
     if current_draft(app.settings, conn) is None and deliveries.pending_issues(conn):
         return f"Retry the deferred deliveries of earlier issues\nTarget: {target}"
     issue = load_issue(app.settings, app.blogs, conn)
+    from digest.weekly import held_issue  # feeds and scheduling: only when asked
+
     audience = subscribers_store.counts_by_status(conn).get("confirmed", 0)
+    held = (
+        "\nHeld: yes (a hold stops only the scheduler, not `digest send`)"
+        if held_issue(conn) == issue.number
+        else ""
+    )
+    min_posts = app.blogs.newsletter.min_posts
+    quiet = (
+        f"\nNote: fewer posts than min_posts ({min_posts}); the scheduler would skip this week"
+        if len(issue.posts) < min_posts
+        else ""
+    )
     return (
         f"Issue {issue.number}: {issue.subject!r}, {len(issue.posts)} posts\n"
-        f"Audience: {audience} confirmed subscribers\nTarget: {target}"
+        f"Audience: {audience} confirmed subscribers\nTarget: {target}{held}{quiet}"
     )
 
 
 def show_summary(app: App, summary: SendSummary) -> None:
-    what = "Dry run of issue" if summary.dry_run else "Issue"
+    if summary.dry_run:
+        # Nothing left the machine: "sent" would be untrue.
+        app.console.print(
+            f"Dry run of issue {summary.issue}: {summary.sent_now} message(s) built in "
+            f"{summary.seconds:.1f} s, nothing sent; the draft is kept",
+            highlight=False,
+        )
+        return
     state = "complete" if summary.finished else "incomplete: run `digest send` again to resume"
     app.console.print(
-        f"{what} {summary.issue}: {summary.line()} "
+        f"Issue {summary.issue}: {summary.line()} "
         f"({summary.sent_now} sent in {summary.seconds:.1f} s, {state})"
     )
     if summary.deferred:

@@ -95,7 +95,15 @@ def list_(app: App, status: str | None, as_json: bool) -> None:
             click.echo(json.dumps(dict(zip(store.EXPORT_COLUMNS, row, strict=True))))
         return
     email_column = Column("email", overflow="fold")  # never cut an address short
-    table = Table(email_column, "name", "status", "categories", "source", "requested", "confirmed")
+    table = Table(
+        email_column,
+        "name",
+        Column("status", no_wrap=True, min_width=7),
+        Column("categories", overflow="fold"),
+        "source",
+        Column("requested", overflow="fold"),  # a cut date ("2026-11-2…") says nothing
+        Column("confirmed", overflow="fold"),
+    )
     count = 0
     for row in rows:
         item = dict(zip(store.EXPORT_COLUMNS, row, strict=True))
@@ -105,13 +113,19 @@ def list_(app: App, status: str | None, as_json: bool) -> None:
             item["status"],
             item["categories"] or "all",
             item["source"],
-            item["requested_at"] or "",
-            item["confirmed_at"] or "",
+            _minute(item["requested_at"]),
+            _minute(item["confirmed_at"]),
         )
         count += 1
     app.console.print(table)
     counts = store.counts_by_status(app.db)
     app.console.print(f"{count} shown; " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES))
+
+
+def _minute(stamp: str | None) -> str:
+    """'2026-11-29T12:08:16Z' -> '2026-11-29 12:08' (UTC): the table's width is scarce; the
+    exact times are in `--json` and `export`."""
+    return stamp[:16].replace("T", " ") if stamp else ""
 
 
 @subscribers.command("import")

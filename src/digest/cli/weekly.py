@@ -29,9 +29,11 @@ def run(app: App, once: bool, every: int) -> None:
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         scheduler = Scheduler(app.settings)
+        zone = app.blogs.newsletter.schedule.tz
         app.console.print(
-            f"digest scheduler: next run {scheduler.next_run(app.blogs):%a %d %b %Y %H:%M %Z} "
-            f"(UTC); checking every {every} s. Ctrl-C stops."
+            f"digest scheduler: next run "
+            f"{scheduler.next_run(app.blogs).astimezone(zone):%a %d %b %Y %H:%M %Z} "
+            f"({zone.key}); checking every {every} s. Ctrl-C stops."
         )
         try:
             scheduler.run_forever(every=every)
@@ -42,10 +44,9 @@ def run(app: App, once: bool, every: int) -> None:
 
     outcome = run_once(app.settings, app.blogs, app.db, now=utcnow())
     gathered = outcome.gathered
-    app.console.print(
-        f"gathered {len(gathered.results)} feeds: {gathered.new_posts} new posts, "
-        f"{len(gathered.failed)} failed"
-    )
+    app.console.print(gathered.summary(), highlight=False)
+    if gathered.failed or any(r.error for r in gathered.skipped):
+        app.console.print("  `digest status` lists the failing feeds and why")
     if outcome.sent is None:
         app.console.print(outcome.line())
     else:

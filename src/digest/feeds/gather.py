@@ -77,6 +77,26 @@ class GatherReport:
     def failed(self) -> list[FeedResult]:
         return [r for r in self.results if r.status in ("error", "gone")]
 
+    @property
+    def skipped(self) -> list[FeedResult]:
+        """Feeds not fetched this run: not due yet (fresh, or backing off) or gone."""
+        return [r for r in self.results if r.status == "skipped"]
+
+    def summary(self) -> str:
+        """One line for the curator. A skipped feed is not "fetched": saying so would hide why a
+        post just published is missing, and a feed backing off after failures is still failing.
+        """
+        total, skipped = len(self.results), self.skipped
+        line = f"fetched {total - len(skipped)} of {total} feeds: {self.new_posts} new post(s)"
+        if self.failed:
+            line += f", {len(self.failed)} failing"
+        if skipped:
+            backing_off = sum(1 for r in skipped if r.error)
+            line += f"; {len(skipped)} not due yet" + (
+                f" ({backing_off} backing off after failures)" if backing_off else ""
+            )
+        return line
+
 
 def next_poll_after(headers: dict[str, str], now: datetime) -> datetime:
     fresh = cache_seconds(headers)

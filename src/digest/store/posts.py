@@ -60,8 +60,11 @@ def catalogue(conn: sqlite3.Connection, blog: str) -> list[Post]:
 
 
 def newest_date(conn: sqlite3.Connection, blog: str) -> datetime | None:
+    """The blog's latest post date. Undated entries count only when no entry has a date: feeds
+    carry undated pages (Hugo's "FAQ" at year 1) whose first_seen, the day digest met them,
+    would otherwise make a dormant blog look fresh for ever."""
     row = conn.execute(
-        "SELECT MAX(COALESCE(published, first_seen)) FROM posts WHERE blog = ?", (blog,)
+        "SELECT COALESCE(MAX(published), MAX(first_seen)) FROM posts WHERE blog = ?", (blog,)
     ).fetchone()
     return parse_ts(row[0])
 
