@@ -1,9 +1,14 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from digest.config import BlogsFile, Settings, load_blogs
+from digest.store import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -20,6 +25,24 @@ def blogs_yaml(tmp_path: Path) -> Path:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "subscribers" / "digest.db"
+
+
+@pytest.fixture
+def conn(db_path: Path) -> Iterator[sqlite3.Connection]:
+    """A real, migrated SQLite database in tmp_path."""
+    connection = connect(db_path)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def blogs(blogs_yaml: Path) -> BlogsFile:
+    return load_blogs(blogs_yaml)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(base_url="https://digest.example.org", outbox=tmp_path / "outbox")
 
 
 @pytest.fixture(autouse=True)

@@ -7,20 +7,18 @@ from __future__ import annotations
 import email
 import mailbox
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
 
-import httpx
 import pytest
 
 from digest.send.deliver import send_issue
 from digest.store import subscribers as subscribers_store
 from plugins.smtp import Newsroom, free_port
+from plugins.website import digest_serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -53,31 +51,8 @@ def served(newsroom: Newsroom) -> Iterator[str]:
     newsroom.add_posts()
     newsroom.draft()
     send_issue(newsroom.settings(), newsroom.blogs, newsroom.conn, now=newsroom.now)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digest", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=newsroom.subprocess_env(),
-        cwd=newsroom.root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                err = process.stderr.read().decode() if process.stderr else ""
-                pytest.fail(f"digest serve did not start: {err}")
-            time.sleep(0.1)
+    with digest_serve(newsroom.subprocess_env(), newsroom.root, port):
         yield base
-    finally:
-        process.terminate()
-        process.wait(10)
-        if process.stderr:
-            process.stderr.close()
 
 
 def _mail_to(outbox: Path, address: str, timeout: float = 10.0) -> EmailMessage:

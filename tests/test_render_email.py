@@ -76,11 +76,6 @@ class Tags(HTMLParser):
         return [a.get("href") or "" for t, a in self.tags if t == "a"]
 
 
-@pytest.fixture
-def blogs(blogs_yaml: Path) -> BlogsFile:
-    return load_blogs(blogs_yaml)
-
-
 def test_email_safe_layout(blogs: BlogsFile) -> None:
     issue = make_issue(
         [make_post("xxiivv", "permacomputing", 1), make_post("lilianweng", "ml", 2)],

@@ -351,37 +351,17 @@ def test_status_reports_the_next_run_in_the_curators_time_zone(
 
 
 def test_serve_with_scheduler_runs_both_in_one_process(room: Newsroom) -> None:
-    import httpx
-
     from plugins.smtp import free_port
+    from plugins.website import digest_serve
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "digest", "serve", "--port", str(port), "--with-scheduler"],
-        env={**os.environ, **room.env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "serve did not start"
-            time.sleep(0.1)
+    env = {**os.environ, **room.env}
+    with digest_serve(env, room.root, free_port(), "--with-scheduler") as server:
         # The scheduler ticked once at start: it recorded when it began watching the slots.
-        while (
-            room.conn.execute("SELECT value FROM meta WHERE key = 'scheduler_since'").fetchone()
-            is None
-        ):
+        deadline = time.monotonic() + 30
+        query = "SELECT value FROM meta WHERE key = 'scheduler_since'"
+        while room.conn.execute(query).fetchone() is None:
             assert time.monotonic() < deadline, "the scheduler never ticked"
             time.sleep(0.1)
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
     # uvicorn shuts down on SIGTERM (and re-raises it): the scheduler thread never holds it up.
     assert server.returncode in (0, -signal.SIGTERM)
 

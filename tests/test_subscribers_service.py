@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from digest import subscribers
-from digest.config import BlogsFile, Settings, load_blogs
+from digest.config import BlogsFile, Settings
 from digest.errors import SubscriberError
-from digest.store import connect
 from digest.store import subscribers as store
 
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def conn(db_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect(db_path)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def blogs(blogs_yaml: Path) -> BlogsFile:
-    return load_blogs(blogs_yaml)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(base_url="https://digest.example.org", outbox=tmp_path / "outbox")
 
 
 @pytest.mark.parametrize(

@@ -12,14 +12,18 @@ import email
 import mailbox
 import re
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -146,3 +150,36 @@ def web(tmp_path: Path, blogs_yaml: Path, web_limits: Limits) -> Iterator[Web]:
     with harness.client:
         yield harness
     harness.close()
+
+
+@contextmanager
+def digest_serve(
+    env: dict[str, str], cwd: Path, port: int, *extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`digest serve` in a subprocess on localhost:`port`, yielded once /healthz answers."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        + list(extra),
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                err = process.stderr.read().decode() if process.stderr else ""
+                pytest.fail(f"digest serve did not start: {err}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(20)
+        if process.stderr:
+            process.stderr.close()
