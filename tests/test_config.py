@@ -106,3 +106,11 @@ def test_parse_rate(text: str, expected: float) -> None:
 def test_parse_rate_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="14/s"):
         parse_rate("fast")
+
+
+def test_schedule_time_is_read_as_a_clock_time(blogs_yaml: Path) -> None:
+    _write(blogs_yaml, 'time: "08:00"', "time: 8:30")
+    assert str(load_blogs(blogs_yaml).newsletter.schedule.time) == "08:30:00"
+    _write(blogs_yaml, "time: 8:30", "time: half past eight")
+    with pytest.raises(ConfigError, match=r"schedule\.time.*HH:MM"):
+        load_blogs(blogs_yaml)

@@ -203,6 +203,17 @@ class Schedule(_Strict):
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("time", mode="before")
+    @classmethod
+    def _clock_time(cls, value: Any) -> Any:
+        # `time: 8:00` is a natural way to write it; pydantic wants HH:MM[:SS].
+        if isinstance(value, str):
+            match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", value)
+            if match is None:
+                raise ValueError("expected a time of day as HH:MM, such as 08:00")
+            return f"{int(match[1]):02d}:{match[2]}"
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
