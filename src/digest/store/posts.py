@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from digest.models import Post
 from digest.store.db import parse_ts, ts, ts_or_none
@@ -13,19 +14,23 @@ from digest.store.db import parse_ts, ts, ts_or_none
 _COLUMNS = "id, blog, title, url, author, published, first_seen, excerpt"
 
 
-def _post(row: sqlite3.Row) -> Post:
+def _fields(row: sqlite3.Row) -> dict[str, Any]:
     first_seen = parse_ts(row["first_seen"])
     assert first_seen is not None
-    return Post(
-        id=row["id"],
-        blog=row["blog"],
-        title=row["title"],
-        url=row["url"],
-        author=row["author"],
-        published=parse_ts(row["published"]),
-        first_seen=first_seen,
-        excerpt=row["excerpt"],
-    )
+    return {
+        "id": row["id"],
+        "blog": row["blog"],
+        "title": row["title"],
+        "url": row["url"],
+        "author": row["author"],
+        "published": parse_ts(row["published"]),
+        "first_seen": first_seen,
+        "excerpt": row["excerpt"],
+    }
+
+
+def _post(row: sqlite3.Row) -> Post:
+    return Post(**_fields(row))
 
 
 def posts_between(conn: sqlite3.Connection, since: datetime, until: datetime) -> list[Post]:
@@ -87,44 +92,16 @@ def duplicates_between(
 
 
 @dataclass(slots=True)
-class KnownPost:
-    """What gathering compares a fresh entry with."""
+class KnownPost(Post):
+    """What gathering compares a fresh entry with: a stored post and its identity keys."""
 
-    id: str
-    key: str
-    link_title: str | None
-    title: str
-    url: str | None
-    author: str | None
-    published: datetime | None
-    first_seen: datetime
-    excerpt: str
+    key: str = ""
+    link_title: str | None = None
 
 
 def known_posts(conn: sqlite3.Connection, blog: str) -> list[KnownPost]:
-    rows = conn.execute(
-        "SELECT id, key, link_title, title, url, author, published, first_seen, excerpt"
-        " FROM posts WHERE blog = ?",
-        (blog,),
-    )
-    out = []
-    for r in rows:
-        first_seen = parse_ts(r["first_seen"])
-        assert first_seen is not None
-        out.append(
-            KnownPost(
-                id=r["id"],
-                key=r["key"],
-                link_title=r["link_title"],
-                title=r["title"],
-                url=r["url"],
-                author=r["author"],
-                published=parse_ts(r["published"]),
-                first_seen=first_seen,
-                excerpt=r["excerpt"],
-            )
-        )
-    return out
+    rows = conn.execute(f"SELECT {_COLUMNS}, key, link_title FROM posts WHERE blog = ?", (blog,))
+    return [KnownPost(**_fields(r), key=r["key"], link_title=r["link_title"]) for r in rows]
 
 
 def id_taken(conn: sqlite3.Connection, post_id: str) -> bool:
