@@ -17,14 +17,16 @@ from digest.store import subscribers as subscribers_store
 from digest.weekly import held_issue
 
 
-def _when(moment: datetime | None, blogs: BlogsFile) -> dict[str, str] | None:
-    if moment is None:
-        return None
+def _at(moment: datetime, blogs: BlogsFile) -> dict[str, str]:
     local = moment.astimezone(blogs.newsletter.schedule.tz)
     return {
         "utc": moment.isoformat().replace("+00:00", "Z"),
         "local": local.strftime("%a %d %b %Y %H:%M %Z"),
     }
+
+
+def _when(moment: datetime | None, blogs: BlogsFile) -> dict[str, str] | None:
+    return None if moment is None else _at(moment, blogs)
 
 
 def status(
@@ -35,7 +37,7 @@ def status(
     slot = next_slot(newsletter.schedule, now)
     out: dict[str, Any] = {
         "last_issue": None,
-        "next_run": _when(slot, blogs) | {"mode": newsletter.mode},  # type: ignore[operator]
+        "next_run": _at(slot, blogs) | {"mode": newsletter.mode},
         "draft": None,
         "subscribers": {state: 0 for state in ("pending", "confirmed", "unsubscribed", "bounced")}
         | subscribers_store.counts_by_status(conn),
@@ -43,7 +45,7 @@ def status(
         "last_run": None,
     }
     if newsletter.mode == "review":
-        out["next_run"]["review"] = _when(slot - timedelta(hours=newsletter.review_hours), blogs)
+        out["next_run"]["review"] = _at(slot - timedelta(hours=newsletter.review_hours), blogs)
     if last is not None:
         out["last_issue"] = {
             "number": last.number,
