@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     def dkim_enabled(self) -> bool:
         return bool(self.dkim_domain and self.dkim_selector and self.dkim_key_file)
 
+    @property
+    def base_url_set(self) -> bool:
+        """DIGEST_BASE_URL was given (environment, .env or an argument), even to its default
+        value: a curator who chose an address is trusted, one who never did is warned."""
+        # pydantic-settings passes every value it found in a source to the model, so
+        # model_fields_set holds exactly those; an empty variable counts as unset.
+        return "base_url" in self.model_fields_set
+
 
 def parse_rate(text: str) -> float:
     """``"14/s"``, ``"30/min"``, ``"1000/h"`` -> messages per second."""
