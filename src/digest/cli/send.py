@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from digest.cli import App, main, pass_app
+from digest.errors import DeliveryError
 from digest.issue.draft import current_draft, load_issue
 from digest.send.deliver import SendSummary, send_issue, sending_issue
 from digest.send.transport import describe_target
@@ -50,6 +53,25 @@ def _plan(app: App) -> str:
     )
 
 
+def confirm_send(app: App, *, yes: bool, force: bool, command: str) -> None:
+    """Before anything goes out: refuse dead unsubscribe links (unless --force), then ask
+    (unless --yes). Where nobody can answer (cron, a pipe), refuse rather than read EOF."""
+    if not force:
+        from digest.weekly import require_base_url
+
+        require_base_url(app.settings)
+    if yes:
+        return
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise DeliveryError(
+            f"`digest {command}` asks before sending, and nobody can answer here "
+            "(stdin is not a terminal); nothing was sent",
+            hint=f"run `digest {command} --yes` to send without the question (cron, scripts)",
+        )
+    if not click.confirm("Send now?", default=False):
+        raise click.Abort()
+
+
 def show_summary(app: App, summary: SendSummary) -> None:
     if summary.dry_run:
         # Nothing left the machine: "sent" would be untrue.
@@ -75,12 +97,17 @@ def show_summary(app: App, summary: SendSummary) -> None:
 @click.option(
     "--dry-run", is_flag=True, help="Build every message but send nothing (the draft is kept)."
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Send through SMTP even while DIGEST_BASE_URL is unset (links to localhost).",
+)
 @pass_app
-def send(app: App, yes: bool, dry_run: bool) -> None:
+def send(app: App, yes: bool, dry_run: bool, force: bool) -> None:
     """Send the current draft as the next issue, or resume an interrupted send."""
     app.console.print(_plan(app))
-    if not yes and not dry_run and not click.confirm("Send now?", default=False):
-        raise click.Abort()
+    if not dry_run:
+        confirm_send(app, yes=yes, force=force, command="send")
     with Progress(
         TextColumn("sending"),
         BarColumn(),
