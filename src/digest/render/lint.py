@@ -105,3 +105,19 @@ def lint(html: str, text: str, *, unsubscribe_url: str, budget: int = HTML_BUDGE
             found = re.findall(re.escape(PLACEHOLDER_MARK) + r"\w*%%", body)
             problems.append(f"placeholder: {', '.join(sorted(set(found)))} left in the {part}")
     return problems
+
+
+def base_url_problems(base_url: str, *, explicit: bool) -> list[str]:
+    """DIGEST_BASE_URL as readers will meet it: every link of the issue (unsubscribe first) is
+    built from it, so an address left at its default or without TLS is a problem to fix."""
+    if not explicit:
+        return [
+            f"base URL: DIGEST_BASE_URL is unset, so every link points at {base_url} "
+            "(no reader can open it); set it to the public https address of `digest serve`"
+        ]
+    if urlsplit(base_url).scheme != "https":
+        return [
+            f"base URL: {base_url} is not https; readers' unsubscribe links should be "
+            "(set DIGEST_BASE_URL to the https address of `digest serve`)"
+        ]
+    return []
