@@ -111,7 +111,7 @@ def preview(
     """Render the current draft exactly as a subscriber gets it."""
     from digest.issue.draft import load_issue
     from digest.render import GMAIL_CLIP, HTML_BUDGET, encoded_size, render_issue
-    from digest.render.lint import lint
+    from digest.render.lint import base_url_problems, lint
     from digest.send.message import MessageTemplate, message_id
     from digest.send.transport import deliver_one
 
@@ -178,6 +178,7 @@ def preview(
         console.print(f"sent a test copy to {address}: {reply}")
     if check:
         problems = lint(html, text, unsubscribe_url=unsubscribe_url)
+        problems += base_url_problems(settings.base_url, explicit=settings.base_url_set)
         if problems:
             for problem in problems:
                 click.secho(f"check failed: {problem}", err=True, fg="red")
