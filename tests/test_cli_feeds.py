@@ -116,3 +116,36 @@ def test_discover_failure_exits_1(feed_server, write_blogs, db_path) -> None:
     blogs = write_blogs({"x": None})
     code, _, err = invoke("--blogs", str(blogs), "--db", str(db_path), "feeds", "discover", page)
     assert code == 1 and "no feed found" in err
+
+
+def test_opml_round_trip_adds_nothing(feed_server, write_blogs, db_path, tmp_path: Path) -> None:
+    """export-opml then import-opml: a discovered feed, a feed that moved for good and a plain
+    one each stay one blog (an exported OPML lists the URLs digest fetches now)."""
+    feed_server.serve_fixture("/found.xml", "optimisticunderground.rss.xml")
+    home = feed_server.serve(
+        "/home/",
+        "<html><head><link rel=alternate type='application/rss+xml' "
+        "href='/found.xml'></head></html>",
+        content_type="text/html",
+    )
+    feed_server.serve_fixture("/new-place.xml", "colah.rss.xml")
+    moved = feed_server.redirect("/old-place.xml", "/new-place.xml", 301)
+    plain = feed_server.serve_fixture("/sander.xml", "sander.atom.xml")
+    blogs = write_blogs(
+        {"delayed": None, "colah": moved, "sander": plain}, homepages={"delayed": home}
+    )
+    base = ("--blogs", str(blogs), "--db", str(db_path))
+    assert invoke(*base, "feeds", "check")[0] == 0
+    before = blogs.read_text()
+    opml = tmp_path / "out.opml"
+    assert invoke(*base, "feeds", "export-opml", "-o", str(opml))[0] == 0
+    assert feed_server.url("/found.xml") in opml.read_text()
+    assert feed_server.url("/new-place.xml") in opml.read_text()
+
+    code, out, _ = invoke(*base, "feeds", "import-opml", str(opml))
+    assert code == 0, out
+    assert "0 added, 3 skipped" in out
+    assert "the feed of delayed" in out and "the feed of colah" in out
+    assert blogs.read_text() == before
+    code, out, _ = invoke(*base, "feeds", "list")
+    assert code == 0 and out.count("main") == 3

@@ -56,3 +56,24 @@ def test_import_refuses_entities(blogs_yaml: Path) -> None:
 def test_import_into_unknown_category_is_an_error(blogs_yaml: Path) -> None:
     with pytest.raises(ConfigError, match="no category"):
         import_opml(blogs_yaml, read_opml(OPML, path="x.opml"), category="nope")
+
+
+def test_import_matches_blogs_by_homepage_and_by_the_feed_fetched_now(blogs_yaml: Path) -> None:
+    """A blog whose feed was discovered has no `feed:` in blogs.yaml: the feed digest fetches
+    (from the database) and the homepage both say it is there already."""
+    opml = b"""<opml version="2.0"><body><outline text="Music">
+    <outline text="Delayed" type="rss" xmlUrl="https://www.delayed.nyc/feed/"
+      htmlUrl="https://www.delayed.nyc/"/>
+    <outline text="Delayed (Atom)" type="rss" xmlUrl="https://delayed.nyc/atom.xml"
+      htmlUrl="https://delayed.nyc"/>
+    <outline text="Gone blog" type="rss" xmlUrl="https://gone.example/feed"/>
+    </outline></body></opml>"""
+    fetched = {"delayed": "https://www.delayed.nyc/feed/", "removed": "https://gone.example/feed"}
+    result = import_opml(blogs_yaml, read_opml(opml, path="x.opml"), fetched=fetched)
+    assert result.skipped == [
+        ("https://www.delayed.nyc/feed/", "already in blogs.yaml: the feed of delayed"),
+        ("https://delayed.nyc/atom.xml", "already in blogs.yaml: the homepage of delayed"),
+    ]
+    # A feed state left by a blog no longer in blogs.yaml does not count as listed.
+    assert result.added == [("gone-blog", "music")]
+    assert sum(1 for b in load_blogs(blogs_yaml).blogs() if "delayed" in b.homepage) == 1

@@ -146,8 +146,14 @@ def discover_cmd(app: App, url: str) -> None:
 def import_opml_cmd(app: App, file: Path, category: str | None) -> None:
     """Add the feeds of an OPML file (from any feed reader) to blogs.yaml."""
     app.blogs  # noqa: B018 - a broken blogs.yaml is reported before it is edited
+    # The feeds found by discovery or followed after a permanent move live in the database:
+    # an OPML exported by digest lists those URLs, and importing it back must add nothing.
+    fetched = {blog: state.url for blog, state in feed_states(app.db).items() if state.url}
     result = import_opml(
-        app.settings.blogs, read_opml(file.read_bytes(), path=str(file)), category=category
+        app.settings.blogs,
+        read_opml(file.read_bytes(), path=str(file)),
+        category=category,
+        fetched=fetched,
     )
     for blog_id, cat in result.added:
         click.echo(f"added {blog_id} to {cat}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
@@ -91,9 +92,18 @@ def read_opml(data: bytes, *, path: str) -> list[OpmlFeed]:
 
 
 def import_opml(
-    blogs_path: Path, feeds: list[OpmlFeed], *, category: str | None = None
+    blogs_path: Path,
+    feeds: list[OpmlFeed],
+    *,
+    category: str | None = None,
+    fetched: Mapping[str, str] | None = None,
 ) -> ImportResult:
-    """Append the feeds blogs.yaml lacks; ``category`` (an id) overrides the OPML folders."""
+    """Append the feeds blogs.yaml lacks; ``category`` (an id) overrides the OPML folders.
+
+    ``fetched`` maps blog ids to the feed each is fetched from now (discovered from its
+    homepage, or moved permanently): the URL an export wrote, so a round trip adds nothing.
+    A feed whose htmlUrl is a blog's homepage is that blog too.
+    """
     yaml = YAML(typ="rt")
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096  # never re-wrap the curator's lines
@@ -105,6 +115,14 @@ def import_opml(
         canonical_url(str(b["feed"])) for c in categories for b in c["blogs"] if b.get("feed")
     }
     ids = {str(b.get("id") or slugify(str(b["name"]))) for c in categories for b in c["blogs"]}
+    # Only blogs still listed: a removed blog's feed state may linger in the database.
+    found_feeds = {canonical_url(url): b for b, url in (fetched or {}).items() if b in ids}
+    homepages = {
+        canonical_url(str(b["homepage"])): str(b.get("id") or slugify(str(b["name"])))
+        for c in categories
+        for b in c["blogs"]
+        if b.get("homepage")
+    }
     if category is not None and not any(str(c["id"]) == category for c in categories):
         raise ConfigError(
             f"{blogs_path}: no category with id {category!r}",
@@ -118,6 +136,14 @@ def import_opml(
             continue
         if canonical_url(feed.xml_url) in known_feeds:
             result.skipped.append((feed.xml_url, "already in blogs.yaml"))
+            continue
+        same = found_feeds.get(canonical_url(feed.xml_url))
+        if same is not None:
+            result.skipped.append((feed.xml_url, f"already in blogs.yaml: the feed of {same}"))
+            continue
+        same = homepages.get(canonical_url(feed.html_url)) if feed.html_url else None
+        if same is not None:
+            result.skipped.append((feed.xml_url, f"already in blogs.yaml: the homepage of {same}"))
             continue
         target = _category(categories, category or feed.category)
         blog_id = slugify(feed.title)
@@ -133,6 +159,7 @@ def import_opml(
         target["blogs"].append(entry)
         ids.add(blog_id)
         known_feeds.add(canonical_url(feed.xml_url))
+        homepages.setdefault(canonical_url(str(entry["homepage"])), blog_id)
         result.added.append((blog_id, str(target["id"])))
     if not result.added:
         return result
