@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import re
 import secrets
+from collections.abc import Callable
+from datetime import timedelta
 from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import dkim
 import pytest
@@ -36,7 +41,7 @@ def _template(room: Newsroom, **settings: object) -> tuple[MessageTemplate, Rend
 
 
 def _headers(raw: bytes) -> list[tuple[str, str]]:
-    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("utf-8")
     unfolded = re.sub(r"\r\n[ \t]+", " ", head)
     return [tuple(line.split(": ", 1)) for line in unfolded.split("\r\n")]  # type: ignore[misc]
 
@@ -203,8 +208,6 @@ def _key(tmp: object) -> tuple[bytes, bytes]:
 
 
 def test_dkim_signs_the_exact_bytes_and_both_unsubscribe_headers(newsroom: Newsroom) -> None:
-    import base64
-
     private, public = _key(None)
     key_file = newsroom.root / "dkim.pem"
     key_file.write_bytes(private)
@@ -260,3 +263,109 @@ def test_transactional_mail_lines_and_headers(newsroom: Newsroom) -> None:
     assert msg["From"] == "Blogs I like <digest@example.org>"
     assert "List-Unsubscribe" not in msg
     assert TOKEN in _content(msg.get_body(("plain",)))
+
+
+def test_every_date_header_has_a_numeric_utc_zone(newsroom: Newsroom) -> None:
+    # RFC 5322 section 4.3: "GMT" is an obsolete zone; 3.3: "-0000" means "zone unknown".
+    template, _ = _template(newsroom)
+    issue = template.message(to="a@example.net", name=None, token=TOKEN, message_id="<d@x>")
+    single = build_mail(
+        newsroom.settings(), newsroom.blogs.newsletter, to="a@x.net", subject="Hi", text="x"
+    )
+    for raw in (issue, single):
+        date = dict((n.lower(), v) for n, v in _headers(raw))["date"]
+        assert re.fullmatch(r"\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} \+0000", date), date
+        assert parsedate_to_datetime(date).utcoffset() == timedelta(0)
+
+
+DnsFunc = Callable[..., bytes]
+
+
+@pytest.fixture
+def dkim_key(newsroom: Newsroom) -> tuple[Path, DnsFunc]:
+    """A fresh RSA key file and a dnsfunc answering digest._domainkey.example.org with its
+    public half, for dkimpy's verifier."""
+    private, public = _key(None)
+    path = newsroom.root / "dkim.pem"
+    path.write_bytes(private)
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"digest._domainkey.example.org."
+        return record
+
+    return path, dns
+
+
+def _dkim(key: Path) -> dict[str, object]:
+    return {"dkim_domain": "example.org", "dkim_selector": "digest", "dkim_key_file": key}
+
+
+def _h(raw: bytes) -> list[str]:
+    """The signature's h= list, lowercased."""
+    h = re.search(r"\bh=([^;]+)", re.sub(r"\s+", "", str(_parse(raw)["DKIM-Signature"])))
+    assert h is not None
+    return h[1].lower().split(":")
+
+
+OVERSIGNED = ("from", "subject", "list-unsubscribe", "list-unsubscribe-post")
+
+
+def test_dkim_signs_every_header_and_oversigns_the_risky_ones(
+    newsroom: Newsroom, dkim_key: tuple[Path, DnsFunc]
+) -> None:
+    key, dns = dkim_key
+    template, _ = _template(newsroom, **_dkim(key), unsubscribe_mailto="leave@example.org")
+    raw = template.message(to="a@example.net", name="Ann", token=TOKEN, message_id="<d@x>")
+    assert dkim.verify(raw, dnsfunc=dns)
+    signed = _h(raw)
+    written = [n.lower() for n, _ in _headers(raw) if n.lower() != "dkim-signature"]
+    for name in ("feedback-id", "precedence", "auto-submitted", "list-id", "reply-to"):
+        assert name in written, name  # there, and so checked below
+    for name in set(written) | set(OVERSIGNED):
+        # RFC 6376 8.15: one more than it occurs, so that no copy can be added above ours
+        assert signed.count(name) == written.count(name) + (name in OVERSIGNED), name
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        b"List-Unsubscribe: <https://evil.example/unsubscribe>\r\n",
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        b"Subject: You won a prize\r\n",
+        # dkimpy's verifier hashes one From more than h= names whatever the signer did (its
+        # bug 644046), so this case holds even without oversigning; other verifiers do not
+        # (the h= count is checked above).
+        b"From: Your bank <security@bank.example>\r\n",
+    ],
+)
+def test_a_prepended_copy_breaks_the_issue_signature(
+    newsroom: Newsroom, dkim_key: tuple[Path, DnsFunc], forged: bytes
+) -> None:
+    key, dns = dkim_key
+    template, _ = _template(newsroom, **_dkim(key))
+    raw = template.message(to="a@example.net", name=None, token=TOKEN, message_id="<d@x>")
+    assert dkim.verify(raw, dnsfunc=dns)
+    assert not dkim.verify(forged + raw, dnsfunc=dns)
+
+
+def test_transactional_mails_are_signed_and_oversigned_too(
+    newsroom: Newsroom, dkim_key: tuple[Path, DnsFunc]
+) -> None:
+    key, dns = dkim_key
+    raw = build_mail(
+        newsroom.settings(**_dkim(key)),
+        newsroom.blogs.newsletter,
+        to="jörg@example.org",
+        subject="Bitte bestätigen",
+        text="Hallo Jörg",
+    )
+    assert dkim.verify(raw, dnsfunc=dns)
+    signed = _h(raw)
+    for name in ("auto-submitted", "date", "message-id", "to", "reply-to", "mime-version"):
+        assert signed.count(name) == 1, name
+    assert signed.count("from") == signed.count("subject") == 2
+    # Not list mail, so no List-Unsubscribe, and none can be added: its absence is signed.
+    assert signed.count("list-unsubscribe") == 1
+    assert not dkim.verify(b"List-Unsubscribe: <https://evil.example/u>\r\n" + raw, dnsfunc=dns)
+    assert not dkim.verify(b"Subject: urgent\r\n" + raw, dnsfunc=dns)

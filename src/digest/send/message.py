@@ -16,11 +16,15 @@ import binascii
 import html as html_lib
 import secrets
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.header import Header
-from email.utils import formatdate, parseaddr
+from email.utils import format_datetime, parseaddr
 from typing import Protocol
+
+import idna
 
 from digest.config import Newsletter, Settings
 from digest.send.dkim import Signer, load_signer
@@ -71,9 +75,32 @@ def header_text(value: str, name: str) -> str:
     return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
 
 
-def address_header(display: str | None, address: str, name: str) -> str:
-    """``Name <addr>`` with the display name quoted or RFC 2047 encoded as needed."""
+def wire_address(address: str) -> str:
+    """An address as it is written into ``To:`` and ``RCPT TO``.
+
+    Never RFC 2047 encoded: encoded words are for display names, and ``=?utf-8?q?j=C3=B6rg?=@``
+    is no address at all (RFC 2047 section 5). With an ASCII local part an internationalised
+    domain becomes IDNA A-labels (RFC 5890), so message and envelope stay plain ASCII and reach
+    any server. A non-ASCII local part has no ASCII form: it stays UTF-8, NFC (RFC 6532 3.1), and
+    only a server offering SMTPUTF8 (RFC 6531) can take it.
+    """
     address = "".join(address.split())
+    if address.isascii():
+        return address
+    address = unicodedata.normalize("NFC", address)
+    local, at, domain = address.rpartition("@")
+    if not at or not local.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:  # not a valid IDN: left as it is, SMTPUTF8 or a refusal decides
+        return address
+
+
+def address_header(display: str | None, address: str, name: str) -> str:
+    """``Name <addr>`` with the display name quoted or RFC 2047 encoded as needed; the address
+    itself as ``wire_address`` writes it."""
+    address = wire_address(address)
     display = " ".join((display or "").split())[:200]
     if not display:
         return address
@@ -89,11 +116,14 @@ def address_header(display: str | None, address: str, name: str) -> str:
 _date_cache: list[object] = [0, ""]
 
 
-def _date_header() -> str:
-    # formatdate costs a few microseconds; a send does thousands of messages per second.
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache[:] = [now, formatdate(now, usegmt=True)]
+def date_header(now: float | None = None) -> str:
+    """A ``Date:`` value in UTC with a numeric zone, ``Mon, 02 Mar 2026 08:00:00 +0000``:
+    RFC 5322 section 4.3 lists ``GMT`` among the obsolete zones, and ``-0000`` would say the
+    local zone is unknown (3.3)."""
+    # Formatting costs a few microseconds; a send does thousands of messages per second.
+    second = int(time.time() if now is None else now)
+    if _date_cache[0] != second:
+        _date_cache[:] = [second, format_datetime(datetime.fromtimestamp(second, UTC))]
     return str(_date_cache[1])
 
 
@@ -255,7 +285,7 @@ class MessageTemplate:
             rendered=rendered,
             base_url=base,
             web_url=web_url,
-            static_headers=("\r\n".join(headers) + "\r\n").encode("ascii"),
+            static_headers=("\r\n".join(headers) + "\r\n").encode("utf-8"),
             boundary=boundary.encode("ascii"),
             unsubscribe_mailto=settings.unsubscribe_mailto,
             fast=_prepare(rendered, web_url),
@@ -308,11 +338,11 @@ class MessageTemplate:
             # RFC 2369: a list of URLs; folding at the comma keeps the https URL whole.
             unsubscribe += f",\r\n <mailto:{self.unsubscribe_mailto}?subject=unsubscribe>"
         personal = (
-            f"Date: {_date_header()}\r\n"
+            f"Date: {date_header()}\r\n"
             f"Message-ID: {message_id}\r\n"
             f"To: {address_header(name, to, 'To')}\r\n"
             f"List-Unsubscribe: {unsubscribe}\r\n"
-        ).encode()
+        ).encode()  # UTF-8: ASCII unless the address has a non-ASCII local part (RFC 6532)
         b = self.boundary
         message = b"".join(
             (
