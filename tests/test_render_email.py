@@ -103,6 +103,26 @@ def test_email_safe_layout(blogs: BlogsFile) -> None:
     assert "-apple-system" in html and "sans-serif" in html
 
 
+def test_the_preheader_is_hidden_without_a_colour_matching_its_background(
+    blogs: BlogsFile,
+) -> None:
+    # Text coloured like its background is what spammers hide words with: SpamAssassin's
+    # HTML_FONT_LOW_CONTRAST (+0.7). Hiding is display, size and opacity's job.
+    html, _ = fill(make_issue([make_post("xxiivv", "permacomputing", 1)], intro="Hi."), blogs)
+    tag = re.search(r'<div class="preheader"[^>]*>', html)
+    assert tag is not None
+    style = re.sub(r"\s+", "", re.search(r'style="([^"]*)"', tag[0])[1]).lower()  # type: ignore[index]
+    for rule in ("display:none", "max-height:0", "overflow:hidden", "opacity:0", "mso-hide:all"):
+        assert rule in style.split(";"), rule
+    backgrounds = {
+        c.lower()
+        for c in re.findall(r'(?:background-color:\s*|bgcolor=")(#[0-9a-fA-F]{3,6})', html)
+    }
+    assert backgrounds  # the body's background is found, so the check below means something
+    colour = re.search(r"(?:^|;)color:([^;]+)", style)
+    assert colour is None or colour[1] not in backgrounds, colour
+
+
 def test_premailer_never_fetches_and_keeps_cssutils_quiet(
     feed_server, caplog: pytest.LogCaptureFixture
 ) -> None:
