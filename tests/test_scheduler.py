@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from digest.cli import main
 from digest.config import Settings, load_blogs
-from digest.errors import DraftError
+from digest.errors import ConfigError, DraftError
 from digest.schedule import Scheduler, next_slot
 from digest.send.lock import job_lock
 from digest.store import issues, runs
@@ -152,9 +152,8 @@ def test_hold_keeps_the_issue_until_release(room: Newsroom, smtp_server: SmtpSer
     room.subscribe_many(2)
     sched, clock = start(room, smtp_server, SLOT - timedelta(days=1))
     room.add_posts(1, at=SLOT - timedelta(hours=12))
-    settings = sched.settings
     room.draft(now=SLOT - timedelta(hours=2))
-    assert hold(settings, room.conn) == 1
+    assert hold(room.conn) == 1
     clock.now = SLOT + timedelta(minutes=1)
     [line] = sched.tick()
     assert "issue 1 is held" in line
@@ -164,7 +163,7 @@ def test_hold_keeps_the_issue_until_release(room: Newsroom, smtp_server: SmtpSer
     result = CliRunner().invoke(main, ["status", "--json"], env=room.env | smtp_env(smtp_server))
     assert json.loads(result.output)["draft"]["held"] is True
     # release: the hold is lifted and the issue goes out now, once.
-    result = CliRunner().invoke(main, ["release"], env=room.env | smtp_env(smtp_server))
+    result = CliRunner().invoke(main, ["release", "--yes"], env=room.env | smtp_env(smtp_server))
     assert result.exit_code == 0, result.output
     assert "issue 1 released" in result.output and "sent 2" in result.output
     assert release(room.conn) is None
@@ -380,3 +379,63 @@ def test_a_feed_failing_several_runs_in_a_row_is_mailed_to_the_curator_once(
     [report] = [m for m in to(smtp_server, CURATOR) if "need a look" in m["Subject"]]
     body = report.get_body(("plain",)).get_content()
     assert "Delayed." in body and "failed 2 runs in a row" in body
+
+
+def test_a_hold_placed_before_the_draft_holds_the_issue_drafted_next(
+    room: Newsroom, smtp_server: SmtpServer
+) -> None:
+    readers = room.subscribe_many(2)
+    sched, clock = start(room, smtp_server, SLOT - timedelta(days=1))
+    room.add_posts(1, at=SLOT - timedelta(hours=12))
+    env = room.env | smtp_env(smtp_server)
+    assert not (room.root / "drafts" / "1.yaml").exists()
+    held = CliRunner().invoke(main, ["hold"], env=env)
+    assert held.exit_code == 0, held.output
+    assert "issue 1 is held (not drafted yet" in held.output
+    status = CliRunner().invoke(main, ["status"], env=env)
+    assert "Draft: none (the next run drafts one); issue 1 HELD" in status.output
+    clock.now = SLOT + timedelta(minutes=1)
+    [line] = sched.tick()  # the run drafts issue 1 and keeps it back
+    assert "issue 1 is held" in line
+    assert (room.root / "drafts" / "1.yaml").is_file()
+    assert smtp_server.messages == [] and issues.get_issue(room.conn, 1) is None
+    status = CliRunner().invoke(main, ["status", "--json"], env=env)
+    assert json.loads(status.output)["draft"]["held"] is True
+    released = CliRunner().invoke(main, ["release", "--yes"], env=env)
+    assert released.exit_code == 0, released.output
+    assert "issue 1 released" in released.output
+    assert sorted(smtp_server.message_ids()) == readers
+    assert all(len(ids) == 1 for ids in smtp_server.message_ids().values())
+
+
+def _no_base_url(room: Newsroom, smtp: SmtpServer) -> dict[str, str]:
+    env = {k: v for k, v in room.subprocess_env().items() if k != "DIGEST_BASE_URL"}
+    return {**env, **smtp.env()}
+
+
+def test_the_scheduler_refuses_to_start_with_dead_unsubscribe_links(
+    room: Newsroom, smtp_server: SmtpServer
+) -> None:
+    """DIGEST_BASE_URL never set and an SMTP host: `digest run` and `digest serve
+    --with-scheduler` stop at once, before any slot, with the setting named."""
+    env = _no_base_url(room, smtp_server)
+    for args in (["run", "--every", "1"], ["serve", "--port", "0", "--with-scheduler"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "digest", *args],
+            env=env,
+            cwd=room.root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert "error: DIGEST_BASE_URL is not set" in done.stderr
+        assert "hint: set DIGEST_BASE_URL" in done.stderr and "Traceback" not in done.stderr
+    settings = Settings(
+        blogs=room.env["DIGEST_BLOGS"], db=room.env["DIGEST_DB"], smtp_host="127.0.0.1"
+    )
+    with pytest.raises(ConfigError, match="DIGEST_BASE_URL"):
+        Scheduler(settings)
+    Scheduler(settings, force=True)  # `digest run --force`
+    assert room.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+    assert smtp_server.messages == []

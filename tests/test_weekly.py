@@ -102,3 +102,62 @@ def test_run_once_drafts_and_sends_when_there_is_no_draft(
     assert outcome.sent is not None and outcome.sent.sent == 3
     assert sorted(smtp_server.message_ids()) == sorted(addresses)
     assert outcome.line().startswith("issue 1 sent: sent 3")
+
+
+def test_run_once_names_each_failing_feed_with_its_reason(
+    tmp_path: Path, feed_server: FeedServer, write_blogs: Any
+) -> None:
+    """`make run` offline: every feed fails; each is named with why, and the week is quiet."""
+    from plugins.smtp import free_port
+
+    refused = f"http://127.0.0.1:{free_port()}/feed.xml"  # nothing listens there
+    write_blogs(
+        {
+            "down": feed_server.fail("/down.xml", 503),
+            "blocked": feed_server.fail("/blocked.xml", 403, headers={"Server": "cloudflare"}),
+            "refused": refused,
+            "fine": feed_server.serve_fixture("/colah.xml", "colah.rss.xml"),
+        }
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "run", "--once"],
+        cwd=tmp_path,
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "fetched 4 of 4 feeds: 0 new post(s), 3 failing" in out
+    lines = {line.split(":", 1)[0].strip(): line for line in out.splitlines() if ": " in line}
+    assert "503" in lines["down"]
+    assert "403" in lines["blocked"] and "Cloudflare" in lines["blocked"]
+    assert "refused" in lines["refused"].split(":", 1)[1].lower()
+    assert "fine" not in lines  # a healthy feed is not listed
+    assert "`digest feeds check`" in out
+    assert "a quiet week" in out
+
+
+def test_run_once_over_smtp_refuses_dead_unsubscribe_links(
+    newsroom: Newsroom, smtp_server: SmtpServer, feed_server: FeedServer
+) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    newsroom.local_feeds(feed_server)
+    newsroom.add_posts(1, at=datetime.now(UTC) - timedelta(hours=2))  # the CLI reads the clock
+    newsroom.subscribe_many(2)
+    env = {k: v for k, v in newsroom.env.items() if k != "DIGEST_BASE_URL"} | smtp_server.env()
+    result = CliRunner().invoke(main, ["run", "--once"], env=env)
+    assert result.exit_code == 1
+    assert "error: DIGEST_BASE_URL is not set" in result.output
+    assert "Traceback" not in result.output
+    assert smtp_server.messages == []
+    assert newsroom.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+    forced = CliRunner().invoke(main, ["run", "--once", "--force"], env=env)
+    assert forced.exit_code == 0, forced.output
+    assert sorted(smtp_server.message_ids()) == ["reader0@example.net", "reader1@example.net"]
+    assert all(len(ids) == 1 for ids in smtp_server.message_ids().values())

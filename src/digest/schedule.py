@@ -75,7 +75,19 @@ class Scheduler:
     first time mid-week sends nothing at once.
     """
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        force: bool = False,
+    ) -> None:
+        """``ConfigError`` at once, before any slot, when its sends would carry dead links
+        (DIGEST_BASE_URL never set, an SMTP host set), unless ``force``."""
+        if not force:
+            from digest.weekly import require_base_url
+
+            require_base_url(settings)
         self.settings = settings
         self.clock = clock
 

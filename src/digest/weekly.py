@@ -17,7 +17,7 @@ from email.utils import formatdate, make_msgid, parseaddr
 
 from digest import report
 from digest.config import BlogsFile, Settings
-from digest.errors import DraftError
+from digest.errors import ConfigError
 from digest.feeds.gather import GatherReport, gather_sync
 from digest.issue.draft import DraftSummary, current_draft, load_issue, refresh_draft
 from digest.models import Issue
@@ -58,13 +58,11 @@ def held_issue(conn: sqlite3.Connection) -> int | None:
     return int(value)
 
 
-def hold(settings: Settings, conn: sqlite3.Connection) -> int:
-    """Keep the next issue from going out at its slot; returns its number."""
-    if current_draft(settings, conn) is None:
-        raise DraftError(
-            "there is no draft to hold",
-            hint="`digest draft` creates one; hold it before its scheduled time",
-        )
+def hold(conn: sqlite3.Connection) -> int:
+    """Keep the next issue from going out at its slot; returns its number.
+
+    The hold names the issue number, not a draft file: placed before the draft exists, it
+    holds the issue the next run drafts (drafts are numbered by the next issue too)."""
     number = issues_store.next_number(conn)
     with transaction(conn):
         set_meta(conn, HOLD_KEY, str(number))
@@ -141,8 +139,11 @@ def _job(
     return WeeklyOutcome(gathered, drafted, summary, "sent", summary.issue)
 
 
-def _quiet(issue: Issue, blogs: BlogsFile) -> str:
-    """Why this week is skipped, or '' to send it."""
+def quiet_week(issue: Issue, blogs: BlogsFile) -> str:
+    """Why the scheduler would skip this issue as a quiet week, or '' to send it.
+
+    The rule of `min_posts` and `quiet_week`: the scheduler, `run --once` and `digest release`
+    all apply it (release unless --force)."""
     newsletter = blogs.newsletter
     if len(issue.posts) >= newsletter.min_posts:
         return ""
@@ -150,9 +151,29 @@ def _quiet(issue: Issue, blogs: BlogsFile) -> str:
         return ""
     return (
         f"a quiet week: {len(issue.posts)} new post(s), fewer than min_posts "
-        f"({newsletter.min_posts}); issue {issue.number} keeps its draft and next week's posts "
-        "join it"
+        f"({newsletter.min_posts})"
     )
+
+
+def _quiet(issue: Issue, blogs: BlogsFile) -> str:
+    reason = quiet_week(issue, blogs)
+    if not reason:
+        return ""
+    return f"{reason}; issue {issue.number} keeps its draft and next week's posts join it"
+
+
+def require_base_url(settings: Settings) -> None:
+    """Refuse to mail readers through an SMTP server while DIGEST_BASE_URL was never set: every
+    link in those mails, the unsubscribe link first, would point at the default localhost
+    address. The Maildir outbox (no SMTP host) is for trying digest out and is not refused."""
+    if settings.smtp_host and not settings.base_url_set:
+        raise ConfigError(
+            f"DIGEST_BASE_URL is not set: mails sent through {settings.smtp_host} would carry "
+            f"links to {settings.base_url}, so no reader could unsubscribe",
+            hint="set DIGEST_BASE_URL (environment or .env) to the public address of "
+            "`digest serve`, such as https://digest.example.org (`digest send`, `release` and "
+            "`run` take --force to send anyway)",
+        )
 
 
 def _nothing(
@@ -214,7 +235,9 @@ def review(
         newsletter = blogs.newsletter
         curator = parseaddr(newsletter.reply_to)[1]
         domain = newsletter.from_address.rpartition("@")[2]
-        rendered = render_issue(issue, blogs, base_url=settings.base_url)
+        rendered = render_issue(
+            issue, blogs, base_url=settings.base_url, templates=settings.templates
+        )
         preview = MessageTemplate.build(
             rendered, newsletter=newsletter, settings=settings, issue_number=issue.number
         ).message(
@@ -227,9 +250,13 @@ def review(
         local = slot.astimezone(newsletter.schedule.tz)
         health = "\n".join(f"- {note.text}" for note in summary.health) or "- every feed is fine"
         quiet = _quiet(issue, blogs)
+        when = (
+            "is held: it waits for `digest release`"
+            if held_issue(conn) == issue.number
+            else f"goes out {local:%A %d %B %H:%M %Z} unless you run `digest hold`"
+        )
         note = (
-            f"Issue {issue.number} goes out {local:%A %d %B %H:%M %Z} unless you run "
-            f"`digest hold`.\n"
+            f"Issue {issue.number} {when}.\n"
             + (f"It will be skipped: {quiet}.\n" if quiet else "")
             + f"\nDraft: {summary.path} ({len(issue.posts)} posts). Edit it, then "
             "`digest preview` to check.\n\n"

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 
 import click
 
 from digest.cli import App, main, pass_app
-from digest.cli.send import show_summary
+from digest.cli.send import _plan, confirm_send, show_summary
+from digest.errors import DeliveryError, DraftError, ScheduleError
+from digest.feeds.gather import GatherReport
+from digest.send.deliver import send_issue, sending_issue
 from digest.store import utcnow
 
 
@@ -17,8 +21,13 @@ from digest.store import utcnow
 @click.option(
     "--every", default=60, show_default=True, metavar="SECONDS", help="How often to check."
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Send through SMTP even while DIGEST_BASE_URL is unset (links to localhost).",
+)
 @pass_app
-def run(app: App, once: bool, every: int) -> None:
+def run(app: App, once: bool, every: int, force: bool) -> None:
     """The weekly job: gather feeds, draft the issue if there is none, send it.
 
     Without --once, stays running and does it at the weekday, time and time zone set in
@@ -28,7 +37,7 @@ def run(app: App, once: bool, every: int) -> None:
         from digest.schedule import Scheduler
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        scheduler = Scheduler(app.settings)
+        scheduler = Scheduler(app.settings, force=force)
         zone = app.blogs.newsletter.schedule.tz
         app.console.print(
             f"digest scheduler: next run "
@@ -40,44 +49,113 @@ def run(app: App, once: bool, every: int) -> None:
         except KeyboardInterrupt:
             app.console.print("stopped")
         return
-    from digest.weekly import run_once
+    from digest.weekly import require_base_url, run_once
 
+    if not force:
+        require_base_url(app.settings)
     outcome = run_once(app.settings, app.blogs, app.db, now=utcnow())
-    gathered = outcome.gathered
-    app.console.print(gathered.summary(), highlight=False)
-    if gathered.failed or any(r.error for r in gathered.skipped):
-        app.console.print("  `digest status` lists the failing feeds and why")
+    _print_gathered(app, outcome.gathered)
     if outcome.sent is None:
         app.console.print(outcome.line())
     else:
         show_summary(app, outcome.sent)
 
 
+def _print_gathered(app: App, gathered: GatherReport) -> None:
+    """The fetch line, then every failing feed by name with its reason (offline, every one)."""
+    app.console.print(gathered.summary(), highlight=False)
+    failing = [r for r in gathered.results if r.status in ("error", "gone") or r.error]
+    for result in failing:
+        reason = result.error or result.status
+        if result.status == "skipped":
+            reason = f"{reason} (backing off: next try {_when(app, result.next_poll)})"
+        elif result.status == "gone":
+            reason += "; polling stopped: fix or remove its feed in blogs.yaml"
+        app.console.print(f"  {result.blog}: {reason}", highlight=False, markup=False)
+    if failing:
+        app.console.print("  `digest feeds check` fetches every feed again now")
+
+
+def _when(app: App, moment: datetime | None) -> str:
+    if moment is None:
+        return "later"
+    return f"{moment.astimezone(app.blogs.newsletter.schedule.tz):%a %d %b %H:%M %Z}"
+
+
 @main.command()
 @pass_app
 def hold(app: App) -> None:
-    """Keep the next issue from going out at its scheduled time."""
+    """Keep the next issue from going out at its scheduled time.
+
+    Works before the issue is drafted too: the hold is on the issue number.
+    """
+    from digest.issue.draft import current_draft
     from digest.weekly import hold as hold_issue
 
-    number = hold_issue(app.settings, app.db)
-    app.console.print(f"issue {number} is held: `digest release` sends it")
+    number = hold_issue(app.db)
+    if current_draft(app.settings, app.db) is None:
+        app.console.print(
+            f"issue {number} is held (not drafted yet: the next run drafts it and keeps it "
+            "back): `digest release` lets it go"
+        )
+    else:
+        app.console.print(f"issue {number} is held: `digest release` sends it")
 
 
 @main.command()
 @click.option("--no-send", is_flag=True, help="Only lift the hold; the next slot sends it.")
+@click.option("--yes", "-y", is_flag=True, help="Send without asking for confirmation.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Send a quiet week too (fewer posts than min_posts), or with DIGEST_BASE_URL unset.",
+)
 @pass_app
-def release(app: App, no_send: bool) -> None:
-    """Lift a hold and send the held issue now."""
-    from digest.send.deliver import send_issue
+def release(app: App, no_send: bool, yes: bool, force: bool) -> None:
+    """Lift a hold and send the held issue now (showing it and asking first)."""
+    from digest.weekly import held_issue
     from digest.weekly import release as release_issue
 
-    number = release_issue(app.db)
+    number = held_issue(app.db)
     if number is None:
+        release_issue(app.db)  # a spent hold is cleared
         app.console.print("nothing was held")
-    else:
-        app.console.print(f"issue {number} released")
-    if number is not None and not no_send:
-        show_summary(app, send_issue(app.settings, app.blogs, app.db, now=utcnow()))
+        return
+    if no_send:
+        release_issue(app.db)
+        app.console.print(f"issue {number} released: its scheduled run sends it")
+        return
+    _check_release(app, number, force=force)
+    app.console.print(_plan(app))
+    confirm_send(app, yes=yes, force=force, command="release")
+    release_issue(app.db)
+    app.console.print(f"issue {number} released")
+    show_summary(app, send_issue(app.settings, app.blogs, app.db, now=utcnow()))
+
+
+def _check_release(app: App, number: int, *, force: bool) -> None:
+    """What must hold before `digest release` sends; the hold stays when it refuses."""
+    from digest.issue.draft import current_draft, load_issue
+    from digest.weekly import quiet_week
+
+    half_sent = sending_issue(app.db)
+    if half_sent is not None:
+        raise DeliveryError(
+            f"issue {half_sent} is still being sent: issue {number} stays held",
+            hint="`digest send` finishes the interrupted issue; then `digest release` again",
+        )
+    if current_draft(app.settings, app.db) is None:
+        raise DraftError(
+            f"issue {number} is held but not drafted yet",
+            hint="`digest draft` creates it; `digest release --no-send` only lifts the hold",
+        )
+    quiet = quiet_week(load_issue(app.settings, app.blogs, app.db), app.blogs)
+    if quiet and not force:
+        raise ScheduleError(
+            f"issue {number} is not sent: {quiet}, which the scheduler skips",
+            hint="add posts and `digest draft` again; `digest release --force` sends it "
+            "anyway; `--no-send` only lifts the hold",
+        )
 
 
 @main.command()
@@ -108,7 +186,13 @@ def status(app: App, as_json: bool) -> None:
         out(f"  review copy to the curator: {nxt['review']['local']}")
     draft = info["draft"]
     if draft is None:
-        out("Draft: none (the next run drafts one)")
+        from digest.weekly import held_issue
+
+        held = held_issue(app.db)
+        out(
+            "Draft: none (the next run drafts one)"
+            + (f"; issue {held} [red]HELD[/]" if held is not None else "")
+        )
     else:
         state = "[red]HELD[/]" if draft["held"] else "not held"
         body = draft.get("error") or f"{draft['posts']} posts, {draft['subject']!r}"
