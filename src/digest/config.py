@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     secret: SecretStr | None = None
     drafts: Path = Path("drafts")
     outbox: Path = Path("outbox")
+    templates: Path | None = None  # files replacing the built-in templates (digest/resources.py)
 
     smtp_host: str | None = None
     smtp_port: int | None = None
@@ -83,6 +84,14 @@ class Settings(BaseSettings):
     def _send_rate(cls, value: str | None) -> str | None:
         if value is not None:
             parse_rate(value)
+        return value
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, value: Path | None) -> Path | None:
+        # Checked up front: a mistyped folder must not quietly mean "the built-in templates".
+        if value is not None and not value.is_dir():
+            raise ValueError(f"folder not found: {value.resolve()} (unset it for the built-ins)")
         return value
 
     @property

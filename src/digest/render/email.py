@@ -17,6 +17,7 @@ from pathlib import Path
 
 import jinja2
 
+from digest import resources
 from digest.config import BlogsFile
 from digest.models import Issue
 from digest.render import markdown, text
@@ -29,7 +30,6 @@ from digest.render.rendered import (
 )
 from digest.render.view import IssueView, Shape, build_view
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "templates" / "email"
 HTML_BUDGET = 90 * 1024  # REFERENCE.md section 4: Gmail clips at ~102 KB; keep a margin
 GMAIL_CLIP = 102 * 1024
 
@@ -49,9 +49,11 @@ def encoded_size(html: str) -> int:
 
 
 @lru_cache(maxsize=4)
-def environment(folder: Path = TEMPLATES) -> jinja2.Environment:
+def environment(override: Path | None = None) -> jinja2.Environment:
+    """The email templates: built in, each replaced by its copy in ``override`` if there is one
+    (DIGEST_TEMPLATES, see digest/resources.py)."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(folder),
+        loader=resources.loader("email", override),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -90,12 +92,13 @@ def inline_css(html: str) -> str:
     return out
 
 
-def _html(view: IssueView) -> str:
-    return environment().get_template("issue.html.j2").render(view=view)
+def _html(view: IssueView, templates: Path | None) -> str:
+    return environment(templates).get_template("issue.html.j2").render(view=view)
 
 
-def _text(view: IssueView) -> str:
-    body = environment().get_template("issue.txt.j2").render(view=view, links=text.Links())
+def _text(view: IssueView, templates: Path | None) -> str:
+    env = environment(templates)
+    body = env.get_template("issue.txt.j2").render(view=view, links=text.Links())
     lines = [line.rstrip() for line in body.splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
 
@@ -110,8 +113,10 @@ def render_issue(
     base_url: str,
     categories: frozenset[str] | None = None,
     budget: int | None = HTML_BUDGET,
+    templates: Path | None = None,
 ) -> Rendered:
-    """Render one variant of ``issue``. ``budget=None`` keeps everything (the web archive)."""
+    """Render one variant of ``issue``. ``budget=None`` keeps everything (the web archive).
+    ``templates``: the curator's override folder (``Settings.templates``), None: built-in."""
     ratio: float | None = None  # inlined size / template size, learned from the first run
     shapes = SHAPES if budget is not None else SHAPES[:1]
     html = ""
@@ -120,7 +125,7 @@ def render_issue(
     shape = shapes[0]
     for position, shape in enumerate(shapes):
         view = build_view(issue, blogs, base_url=base_url, categories=categories, shape=shape)
-        raw = _html(view)
+        raw = _html(view, templates)
         last = position == len(shapes) - 1
         if budget is not None and ratio is not None and not last:
             # Skip premailer for shapes that clearly cannot fit: a 300-post week tries few.
@@ -138,7 +143,7 @@ def render_issue(
     return Rendered(
         subject=issue.subject,
         html=html,
-        text=_text(view),
+        text=_text(view, templates),
         categories=categories,
         posts=view.posts,
         shown=view.shown,

@@ -13,16 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, StrictUndefined
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-from digest import subscribers
+from digest import resources, subscribers
 from digest.config import BlogsFile, Settings
 from digest.errors import SubscriberError
 from digest.models import Subscriber
@@ -35,7 +34,6 @@ from digest.web.security import FormTokens, client_ip, cross_site, origin_of
 
 log = logging.getLogger("digest.web")
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "templates" / "web"
 NO_STORE = {"cache-control": "no-store"}  # pages behind a personal token stay out of caches
 # The stored issue is premailer output: inline styles only, images from anywhere over https.
 ISSUE_CSP = (
@@ -79,7 +77,7 @@ class Site:
 
     def __post_init__(self) -> None:
         self.env = Environment(
-            loader=FileSystemLoader(TEMPLATES),
+            loader=resources.loader("web", self.settings.templates),
             autoescape=True,  # every page escapes its data, whatever the template forgets
             undefined=StrictUndefined,
             trim_blocks=True,
@@ -94,7 +92,7 @@ class Site:
         )
         self.ip_limiter = RateLimiter(self.limits.per_ip, self.limits.ip_window)
         self.address_limiter = RateLimiter(self.limits.per_address, self.limits.address_window)
-        self.css = (TEMPLATES / "style.css").read_bytes()
+        self.css = resources.read_bytes("web", "style.css", self.settings.templates)
         self.origin = origin_of(self.settings.base_url)
 
     # --- helpers ---------------------------------------------------------------------------
