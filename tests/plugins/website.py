@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -154,12 +154,13 @@ def web(tmp_path: Path, blogs_yaml: Path, web_limits: Limits) -> Iterator[Web]:
 
 @contextmanager
 def digest_serve(
-    env: dict[str, str], cwd: Path, port: int, *extra: str
+    env: dict[str, str], cwd: Path, port: int, *extra: str, program: Sequence[str] = ()
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`digest serve` in a subprocess on localhost:`port`, yielded once /healthz answers."""
+    """`digest serve` in a subprocess on localhost:`port`, yielded once /healthz answers.
+    ``program``: the command to run (default: this interpreter's ``-m digest``)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "digest", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        + list(extra),
+        [*(program or (sys.executable, "-m", "digest")), "serve", "--host", "127.0.0.1"]
+        + ["--port", str(port), *extra],
         env=env,
         cwd=cwd,
         stdout=subprocess.DEVNULL,
