@@ -8,14 +8,18 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from digest.cli import main
-from digest.config import Settings
+from digest.config import Settings, load_blogs
 from digest.send.deliver import send_issue
 from digest.send.transactional import send_mail
+from digest.weekly import review
+from plugins.feedserver import FeedServer
 from plugins.smtp import Newsroom, Received, SmtpServer
 
 IDN = "bücher.example.net"
@@ -118,3 +122,25 @@ def test_issue_messages_to_international_addresses(
     _assert_valid_to(ann, f"ann@{IDN_ASCII}", f"ann@{IDN}")
     # The issue's bytes stay ASCII whenever the local part is.
     assert ann.data.isascii() and joerg.data.isascii()
+
+
+@pytest.mark.parametrize("curator", ["jörg@example.org", f"curator@{IDN}"])
+def test_the_review_copy_to_an_international_curator(
+    newsroom: Newsroom, smtp_server: SmtpServer, feed_server: FeedServer, curator: str
+) -> None:
+    newsroom.local_feeds(feed_server)  # no internet: every feed is served locally
+    path = Path(newsroom.env["DIGEST_BLOGS"])
+    path.write_text(re.sub(r"(?m)^  reply_to: \S+", f"  reply_to: {curator}", path.read_text()))
+    newsroom.blogs = load_blogs(path)
+    newsroom.add_posts(1)
+    review(
+        _smtp_settings(newsroom, smtp_server),
+        newsroom.blogs,
+        newsroom.conn,
+        now=newsroom.now,
+        slot=newsroom.now + timedelta(hours=20),
+    )
+    [received] = smtp_server.messages
+    want = curator.replace(IDN, IDN_ASCII)
+    assert received.rcpt_tos == [want]
+    _assert_valid_to(received, want)

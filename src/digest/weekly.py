@@ -13,7 +13,7 @@ from datetime import datetime
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import formatdate, make_msgid, parseaddr
+from email.utils import make_msgid, parseaddr
 
 from digest import report
 from digest.config import BlogsFile, Settings
@@ -225,7 +225,7 @@ def review(
     """Draft ahead of `slot` and mail the curator the issue as subscribers will get it, with the
     feed-health notes they alone see."""
     from digest.render import render_issue
-    from digest.send.message import MessageTemplate, message_id
+    from digest.send.message import MessageTemplate, date_header, message_id, wire_address
     from digest.send.transport import deliver_one
 
     with job_lock(settings):
@@ -263,16 +263,17 @@ def review(
             f"Feed health (for you only, never in the issue):\n{health}\n\n"
             "The attached message is the issue exactly as subscribers will get it.\n"
         )
-        mail = EmailMessage(policy=SMTP)
+        to = wire_address(curator)  # never RFC 2047 encoded: see send/transactional.py
+        mail = EmailMessage(policy=SMTP if to.isascii() else SMTP.clone(utf8=True))
         mail["From"] = newsletter.from_
-        mail["To"] = curator
+        mail["To"] = to
         mail["Subject"] = f"[Review] issue {issue.number}: {issue.subject}"
-        mail["Date"] = formatdate(usegmt=True)
+        mail["Date"] = date_header()
         mail["Message-ID"] = make_msgid(domain=domain)
         mail["Auto-Submitted"] = "auto-generated"
         mail.set_content(note, cte="quoted-printable")
         mail.add_attachment(message_from_bytes(preview, policy=SMTP))
-        deliver_one(settings, sender=newsletter.from_address, to=curator, message=mail.as_bytes())
+        deliver_one(settings, sender=newsletter.from_address, to=to, message=mail.as_bytes())
         with transaction(conn):
             runs.mark_reviewed(conn, slot, now=now)
         return summary
