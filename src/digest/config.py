@@ -31,6 +31,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from digest.errors import ConfigError
+from digest.files import OverBound, load_yaml, read_capped
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -352,20 +353,24 @@ def _line_of(doc: Any, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
+_TOO_BIG_HINT = "a blogs.yaml is a few KB: check that DIGEST_BLOGS (or --blogs) names the file"
+
+
 def load_blogs(path: Path) -> BlogsFile:
     """Read and validate blogs.yaml; every mistake becomes a ConfigError naming file and entry."""
     try:
-        text = path.read_text(encoding="utf-8")
+        doc = load_yaml(YAML(typ="rt"), read_capped(path, hint=_TOO_BIG_HINT))
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: file not found",
             path=str(path),
             hint="create it (see the commented blogs.yaml in the repository) or set DIGEST_BLOGS",
         ) from None
+    except OverBound as exc:
+        where = f", line {exc.line}" if exc.line else ""
+        raise ConfigError(f"{path}{where}: {exc.message}", path=str(path), hint=exc.hint) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}", path=str(path)) from None
-    try:
-        doc = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f", line {mark.line + 1}" if mark else ""

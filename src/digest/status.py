@@ -68,7 +68,10 @@ def status(
             draft["posts"] = len(issue.posts)
             draft["subject"] = issue.subject
         except DraftError as exc:
-            draft["error"] = exc.message
+            # "path" is a key of its own: the error says what is wrong where, inside the file
+            where = str(path)
+            draft["error"] = exc.message.removeprefix(f"{where}, ").removeprefix(f"{where}: ")
+            draft["hint"] = exc.hint
         out["draft"] = draft
     states = feeds_store.feed_states(conn)
     names = {b.id: b.name for b in blogs.blogs()}

@@ -8,6 +8,7 @@ their category and touches nothing else the curator wrote (comments, quoting, or
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from digest.config import BlogsFile, Settings
 from digest.errors import DraftError
+from digest.files import OverBound, load_yaml, read_capped, write_hint
 from digest.issue import select
 from digest.issue.validate import DraftFile, parse_ts_value, validate
 from digest.models import Issue, IssuePost
@@ -44,6 +46,11 @@ archive_pick: a post from the back catalogue or a highlight; replace it (title, 
   set it to null.
 number, since, until and feed_health are written by digest: edits there are ignored.
 `digest draft` again adds posts found since at the end of their category, keeping your edits."""
+
+TOO_BIG_HINT = (
+    "a draft holds one week's posts, a few KB: move this file aside and run `digest draft` "
+    "to write a fresh one"
+)
 
 
 @dataclass(slots=True)
@@ -99,17 +106,18 @@ def previous_cutoff(conn: sqlite3.Connection) -> tuple[datetime | None, int]:
 
 def _read(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped(path, hint=TOO_BIG_HINT)
+        return load_yaml(_yaml(), text)
     except FileNotFoundError:
         raise DraftError(
             "no draft of the next issue",
             path=str(path),
             hint="run `digest draft` to create it",
         ) from None
+    except OverBound as exc:
+        raise DraftError(exc.message, path=str(path), line=exc.line, hint=exc.hint) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DraftError(f"cannot read: {exc}", path=str(path)) from None
-    try:
-        return _yaml().load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "cannot parse"
@@ -169,8 +177,11 @@ def consume_draft(settings: Settings, number: int) -> None:
     if not path.is_file():
         return
     target = settings.drafts / "sent" / path.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(path, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    except OSError as exc:
+        raise _write_error(target, exc) from None
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -216,13 +227,26 @@ def _new_document(
     return doc
 
 
+def _write_error(path: Path, exc: OSError) -> DraftError:
+    return DraftError(
+        f"cannot write: {exc.strerror or exc}",
+        path=str(path),
+        hint=write_hint(exc, setting="DIGEST_DRAFTS"),
+    )
+
+
 def _write(path: Path, doc: Any) -> None:
     buffer = StringIO()
     _yaml().dump(doc, buffer)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)  # an editor or a crash never sees half a draft
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
+        os.replace(tmp, path)  # an editor or a crash never sees half a draft
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # half a draft left by a full disk
+        raise _write_error(path, exc) from None
 
 
 def _set_readonly(doc: CommentedMap, key: str, value: Any, *, after: str | None = None) -> None:
