@@ -16,7 +16,9 @@ from rich.console import Console
 from digest import __version__
 from digest.config import BlogsFile, Settings, load_blogs, load_settings
 from digest.errors import DigestError
+from digest.files import WRITE_ERRNOS, write_hint
 from digest.store import connect
+from digest.store.db import store_error
 
 
 class App:
@@ -63,6 +65,18 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except DigestError as exc:
             raise CliError(exc) from None
+        except sqlite3.Error as exc:  # a write outside `transaction`, which converts its own
+            app = ctx.find_object(App)
+            error = store_error(exc, app.settings.db if app else "the database")
+            if error is None:
+                raise  # not the user's doing: a bug, worth its traceback
+            raise CliError(error) from None
+        except OSError as exc:  # a file digest writes: an export, the lock, a folder
+            if exc.filename is None or exc.errno not in WRITE_ERRNOS:
+                raise
+            raise CliError(
+                DigestError(f"{exc.filename}: {exc.strerror}", hint=write_hint(exc))
+            ) from None
 
 
 pass_app = click.make_pass_decorator(App)

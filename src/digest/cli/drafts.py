@@ -10,7 +10,8 @@ import click
 from rich.table import Table
 
 from digest.cli import App, main, pass_app
-from digest.errors import DeliveryError
+from digest.errors import DeliveryError, RenderError
+from digest.files import write_hint
 from digest.store.db import utcnow
 
 if TYPE_CHECKING:
@@ -135,11 +136,17 @@ def preview(
     eml = template.message(
         to=SAMPLE_EMAIL, name=SAMPLE_NAME, token=SAMPLE_TOKEN, message_id=message_id(domain)
     )
-    out.mkdir(parents=True, exist_ok=True)
     paths = {"html": out / "preview.html", "txt": out / "preview.txt", "eml": out / "preview.eml"}
-    paths["html"].write_text(html, encoding="utf-8")
-    paths["txt"].write_text(text, encoding="utf-8")
-    paths["eml"].write_bytes(eml)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        paths["html"].write_text(html, encoding="utf-8")
+        paths["txt"].write_text(text, encoding="utf-8")
+        paths["eml"].write_bytes(eml)
+    except OSError as exc:
+        raise RenderError(
+            f"{out}: cannot write the preview: {exc.strerror or exc}",
+            hint=write_hint(exc, setting="--out"),
+        ) from None
 
     console = app.console
     for path in paths.values():

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,23 +61,96 @@ def connect(path: Path | str, *, migrate: bool = True) -> sqlite3.Connection:
         if migrate:
             _migrate(conn, path)
     except sqlite3.DatabaseError as exc:
-        raise StoreError(
+        raise store_error(exc, path) or StoreError(
             f"{path}: cannot open the database: {exc}",
             hint="check the path and its permissions (DIGEST_DB or --db)",
         ) from None
     return conn
 
 
+# SQLite's primary result codes (https://sqlite.org/rescode.html) that a user can act on.
+_PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _FULL, _CANTOPEN = 3, 5, 6, 8, 10, 13, 14
+_WRITABLE_HINT = (
+    "make the file and its folder writable for this user (SQLite writes the -wal and -shm "
+    "files beside it), or point DIGEST_DB (or --db) at a writable copy"
+)
+
+
+def store_error(exc: sqlite3.Error, path: Path | str) -> StoreError | None:
+    """The StoreError naming ``path`` for a failure the user can fix (a read-only file, a full
+    or failing disk, a lock held too long); None for anything else, which is a bug."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(code, int):
+        return None
+    primary = code & 0xFF  # extended codes keep the primary one in the low byte
+    if primary in (_READONLY, _PERM):
+        return StoreError(f"{path}: cannot write to the database: {exc}", hint=_WRITABLE_HINT)
+    if primary == _FULL or (primary == _IOERR and _disk_full(Path(path))):
+        return StoreError(
+            f"{path}: cannot write to the database: the disk is full",
+            hint="free some space on its disk and run the command again (the change that "
+            "failed was rolled back, nothing is half-written)",
+        )
+    if primary == _IOERR:
+        return StoreError(
+            f"{path}: the disk reported an error while using the database: {exc}",
+            hint="check the disk that holds it (removed, failing, or out of space), then run again",
+        )
+    if primary == _CANTOPEN:
+        return StoreError(
+            f"{path}: cannot open the database file",
+            hint="its folder must exist and be writable for this user (SQLite creates the -wal "
+            "and -shm files beside it), or point DIGEST_DB (or --db) elsewhere",
+        )
+    if primary in (_BUSY, _LOCKED):
+        return StoreError(
+            f"{path}: the database stayed locked by another process for 30 s",
+            hint="another digest, or a tool with it open, is writing: wait and run again",
+        )
+    return None
+
+
+def _disk_full(path: Path) -> bool:
+    # A full disk can also surface as a plain I/O error (growing the -shm file when opening).
+    try:
+        usage = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return usage.f_bavail * usage.f_frsize < 1024 * 1024
+
+
+def database_file(conn: sqlite3.Connection) -> str:
+    """The file behind ``conn``, as SQLite names it (for error messages)."""
+    try:
+        row = conn.execute("PRAGMA database_list").fetchone()
+    except sqlite3.Error:
+        return "the database"
+    return str(row[2]) if row is not None and row[2] else ":memory:"
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
-    conn.execute("BEGIN IMMEDIATE")
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception.
+
+    Every write goes through here, so this is where a read-only file, a full disk or a lock
+    held too long becomes one StoreError naming the database (``store_error``).
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise store_error(exc, database_file(conn)) or exc from None
     try:
         yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        # SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR): a second ROLLBACK
+        # would fail and hide the error that matters.
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error) and (error := store_error(exc, database_file(conn))):
+            raise error from None
         raise
-    conn.execute("COMMIT")
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
