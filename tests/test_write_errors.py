@@ -13,7 +13,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,10 +21,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from digest.cli import main
+from digest.config import Settings, load_blogs
 from digest.errors import StoreError
+from digest.feeds.gather import gather_sync
 from digest.store import connect, transaction
-from digest.store.db import set_meta
+from digest.store.db import set_meta, utcnow
 from plugins.drafting import seed_week
+from plugins.feedserver import FeedServer
 
 
 @pytest.fixture
@@ -275,3 +278,16 @@ def test_an_export_to_an_unwritable_path(env: dict[str, str]) -> None:
     result = run(env, "subscribers", "export", "-o", "/sys/digest-export.csv")
     error, hint = one_error(result, "/sys/digest-export.csv")
     assert "may not write there" in hint
+
+
+def test_gathering_into_a_read_only_database_is_one_store_error(
+    db_path: Path, feed_server: FeedServer, write_blogs: Callable[..., Path]
+) -> None:
+    """Not a failure of each feed in turn: the run stops, naming the database."""
+    sander = feed_server.serve_fixture("/sander.xml", "sander.atom.xml")
+    blogs = load_blogs(write_blogs({"sander": sander, "down": feed_server.fail("/down.xml", 503)}))
+    conn = connect(db_path)
+    conn.execute("PRAGMA query_only = ON")
+    with pytest.raises(StoreError, match=rf"^{db_path}: cannot write to the database: "):
+        gather_sync(Settings(db=db_path), blogs, conn, now=utcnow())
+    conn.close()

@@ -209,6 +209,8 @@ async def _guarded(run: _Run, blog: Blog) -> FeedResult:
             f"cannot write to the database: {exc}",
             hint="check that DIGEST_DB (or --db) is writable and the disk is not full",
         ) from None
+    except StoreError:
+        raise  # `transaction` already named the database: a full disk is no feed's failure
     except Exception as exc:  # noqa: BLE001 - a bug with one feed must not stop the others
         reason = f"internal error: {type(exc).__name__}: {exc}"
         return _failed(run, blog, FeedError(reason, url=blog.feed or blog.homepage))
