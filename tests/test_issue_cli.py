@@ -173,3 +173,49 @@ def test_preview_without_a_draft_says_what_to_do(
     result = CliRunner().invoke(main, ["preview"], env=env)
     assert result.exit_code == 1
     assert "no draft of the next issue" in result.output and "digest draft" in result.output
+
+
+@pytest.mark.usefixtures("this_week")
+def test_preview_check_flags_what_the_mail_would_show_as_typed(
+    tmp_path: Path, blogs_yaml: Path, db_path: Path
+) -> None:
+    """A placeholder nobody fills, a relative link and a Markdown image: the mail shows each as
+    typed (the link unlinked, the image as words), so --check names each, and where it is."""
+    env = env_for(tmp_path, blogs_yaml, db_path)
+    runner = CliRunner()
+    assert runner.invoke(main, ["draft", "--no-fetch"], env=env).exit_code == 0
+    path = tmp_path / "drafts" / "1.yaml"
+    text = path.read_text()
+    intro = (
+        "Hello {{ name }}! See [my notes](/notes/week-1) and this:"
+        " ![a diagram](https://example.org/diagram.png)"
+    )
+    text = text.replace("intro: ''", f"intro: '{intro}'", 1)
+    text = text.replace("note: ''", "note: 'More in [the archive](archive.html), %%NAME%%.'", 1)
+    path.write_text(text)
+    title = re.search(r"(?m)^    title: (.+)$", text).group(1).strip("'\"")  # type: ignore[union-attr]
+
+    result = runner.invoke(main, ["preview", "--out", str(tmp_path / "pv"), "--check"], env=env)
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.output.splitlines() if line.startswith("check failed: ")]
+    joined = "\n".join(failed)
+    for expected in (
+        "placeholder: %%NAME%%, {{ name }} left in the HTML",
+        "placeholder: %%NAME%%, {{ name }} left in the text",
+        "link: '/notes/week-1' in the intro is not an absolute http(s) URL",
+        f"link: 'archive.html' in the note on {title!r} is not an absolute http(s) URL",
+        "image: the intro has a Markdown image ('https://example.org/diagram.png')",
+    ):
+        assert expected in joined, (expected, failed)
+    assert len(failed) == 5, failed
+
+
+def test_placeholder_check_knows_braces_and_percents_from_placeholders() -> None:
+    from digest.render.lint import placeholder_problems
+
+    assert placeholder_problems("<p>100% sure, {a: 1} {this week}</p>", "50%% off, 50 %") == []
+    unclosed = "<p>Hello {{ name, see you</p>"
+    assert placeholder_problems(unclosed, "") == ["placeholder: {{ left in the HTML"]
+    assert placeholder_problems("", "Dear {{ first_name }}, {% if x %}%%FNAME%%") == [
+        "placeholder: %%FNAME%%, {% if x %}, {{ first_name }} left in the text"
+    ]

@@ -112,7 +112,7 @@ def preview(
     """Render the current draft exactly as a subscriber gets it."""
     from digest.issue.draft import load_issue
     from digest.render import GMAIL_CLIP, HTML_BUDGET, encoded_size, render_issue
-    from digest.render.lint import base_url_problems, lint
+    from digest.render.lint import base_url_problems, lint, markdown_problems
     from digest.send.message import MessageTemplate, message_id
     from digest.send.transport import deliver_one
 
@@ -187,6 +187,7 @@ def preview(
         console.print(f"sent a test copy to {address}: {reply}")
     if check:
         problems = lint(html, text, unsubscribe_url=unsubscribe_url)
+        problems += markdown_problems(issue)
         problems += base_url_problems(settings.base_url, explicit=settings.base_url_set)
         if problems:
             for problem in problems:

@@ -3,7 +3,8 @@
 REFERENCE.md sections 3 and 4: the HTML fits the budget (Gmail clips past ~102 KB and hides the
 unsubscribe footer with the rest), every link is absolute http(s) (or mailto), every image has
 alt text and a size, both parts carry the unsubscribe link, no category is empty, and no
-placeholder is left unfilled.
+placeholder is left unfilled. The curator's Markdown is checked at its source too: an image or
+a relative link there never reaches the HTML as one (render/markdown.py drops them).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import re
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
+from digest.models import Issue
+from digest.render import markdown
 from digest.render.email import HTML_BUDGET, encoded_size
-from digest.render.rendered import PLACEHOLDER_MARK
 
 _TEXT_LINK = re.compile(r"^\[(\d+)\] (\S+)$", re.MULTILINE)
 
@@ -100,10 +102,49 @@ def lint(html: str, text: str, *, unsubscribe_url: str, budget: int = HTML_BUDGE
     for heading, posts in scan.categories:
         if posts == 0:
             problems.append(f"category: {heading or '(untitled)'!r} has no posts")
+    problems += placeholder_problems(html, text)
+    return problems
+
+
+# `{{ x }}` and `{% x %}` (Jinja, Mailchimp, Liquid), `%%X%%` (digest's own, and older tools):
+# nothing fills them after this point, so each one would reach readers as typed.
+_PLACEHOLDER = re.compile(r"\{\{.{0,80}?\}\}|\{%.{0,80}?%\}|\{\{|%%\w{1,80}%%")
+
+
+def placeholder_problems(html: str, text: str) -> list[str]:
+    """Placeholders left unfilled in a filled copy, each part once."""
+    problems: list[str] = []
     for part, body in (("HTML", html), ("text", text)):
-        if PLACEHOLDER_MARK in body:
-            found = re.findall(re.escape(PLACEHOLDER_MARK) + r"\w*%%", body)
-            problems.append(f"placeholder: {', '.join(sorted(set(found)))} left in the {part}")
+        found = sorted({" ".join(m.split()) for m in _PLACEHOLDER.findall(body)})
+        if found:
+            shown = ", ".join(found[:5]) + (" ..." if len(found) > 5 else "")
+            problems.append(f"placeholder: {shown} left in the {part}")
+    return problems
+
+
+def markdown_problems(issue: Issue) -> list[str]:
+    """The curator's Markdown (intro, notes) that the mail cannot show as written: images
+    (an email image needs a width, a height and https, which Markdown cannot say) and links
+    that are not absolute http(s), which the mail shows as plain words."""
+    sources = [("the intro", issue.intro)]
+    sources += [(f"the note on {p.title!r}", p.note) for p in issue.posts]
+    if issue.archive_pick is not None:
+        sources.append(
+            (f"the note on the archive pick {issue.archive_pick.title!r}", issue.archive_pick.note)
+        )
+    problems: list[str] = []
+    for where, source in sources:
+        for kind, target in markdown.unrendered(source):
+            if kind == "image":
+                problems.append(
+                    f"image: {where} has a Markdown image ({target!r}), which the mail shows "
+                    "as words, not a picture; make it a link, [words](https://...), or leave it out"
+                )
+            else:
+                problems.append(
+                    f"link: {target!r} in {where} is not an absolute http(s) URL, so the mail "
+                    "shows its words unlinked; write the full https:// address"
+                )
     return problems
 
 

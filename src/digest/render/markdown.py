@@ -38,6 +38,33 @@ def _parser() -> MarkdownIt:
     return md
 
 
+@lru_cache(maxsize=1)
+def _lint_parser() -> MarkdownIt:
+    # The same grammar with images on and every link kept: what the curator wrote, for
+    # `preview --check` to name what the mail parser refuses.
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.validateLink = lambda url: True  # type: ignore[method-assign]
+    return md
+
+
+def unrendered(source: str) -> list[tuple[str, str]]:
+    """What the mail cannot show as written: ``("image", src)`` for each Markdown image (shown
+    as a link), ``("link", href)`` for each link that is not absolute http(s) or mailto (shown
+    as its words, unlinked)."""
+    found: list[tuple[str, str]] = []
+    if not source.strip():
+        return found
+    for token in _lint_parser().parse(source):
+        for child in token.children or []:
+            if child.type == "image":
+                found.append(("image", str(child.attrGet("src") or "")))
+            elif child.type == "link_open":
+                href = str(child.attrGet("href") or "")
+                if not allowed_link(href):
+                    found.append(("link", href))
+    return found
+
+
 def _tokens(source: str) -> list[Token]:
     tokens = _parser().parse(source)
     for token in tokens:
