@@ -1,4 +1,7 @@
-"""`digest send` as a real process: killed with SIGKILL mid-send, and raced by a second one."""
+"""`digest send` as a real process: stopped with the signals operators use (SIGTERM, SIGINT,
+SIGHUP, `kill -9`) at random points and resumed, cut off by a stalled server, and raced by a
+second sender. Copies are counted per recipient: a second copy with the same Message-ID is still
+a second copy in most mailboxes."""
 
 from __future__ import annotations
 
@@ -9,14 +12,21 @@ import sys
 import threading
 import time
 
-from digest.store import issues
+import pytest
+
+from digest.store import deliveries, issues
 from plugins.smtp import Newsroom, SmtpServer
 
+POOL = 4
 
-def _digest(room: Newsroom, server: SmtpServer, *args: str) -> subprocess.Popen[str]:
+
+def _digest(
+    room: Newsroom, server: SmtpServer, *args: str, **env_extra: str
+) -> subprocess.Popen[str]:
     env = room.subprocess_env()
     env.update(server.env())
     env["DIGEST_SMTP_POOL"] = "2"
+    env.update(env_extra)
     return subprocess.Popen(
         [sys.executable, "-m", "digest", *args],
         cwd=room.root,
@@ -95,3 +105,125 @@ def test_two_senders_at_once_one_refuses_naming_the_holder(
     got = smtp_server.message_ids()
     assert sorted(got) == sorted(addresses)
     assert all(len(ids) == 1 for ids in got.values())
+
+
+def _stop_at_random_points(
+    room: Newsroom, server: SmtpServer, sig: signal.Signals, stops: int
+) -> tuple[list[str], int]:
+    """2 000 subscribers, a server answering in about 3 ms; `digest send --yes` stopped with
+    `sig` `stops` times at random points, then run to the end. Returns (addresses, stops)."""
+    room.add_posts(1)
+    room.draft()
+    addresses = room.subscribe_many(2000)
+    server.handler.delay = 0.003
+    rng = random.Random()
+    landed = 0
+    for _ in range(stops):
+        proc = _digest(room, server, "send", "--yes", DIGEST_SMTP_POOL=str(POOL))
+        _wait_for(server, len(server.messages) + rng.randint(1, 250), proc, 60)
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            landed += 1
+        out, err = proc.communicate(timeout=60)
+        if sig != signal.SIGKILL and "stopped:" in err:
+            assert proc.returncode == -sig, err  # ended as killed by it, all recorded
+            assert "left; run `digest send` to resume" in err
+            assert "Traceback" not in err
+    proc = _digest(room, server, "send", "--yes", DIGEST_SMTP_POOL=str(POOL))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return addresses, landed
+
+
+def _assert_all_sent_once(room: Newsroom, server: SmtpServer, addresses: list[str]) -> None:
+    copies = server.copies()
+    assert sorted(copies) == sorted(addresses)  # none missing, nobody else
+    assert [a for a, n in copies.items() if n > 1] == []
+    assert {status for status, _, _ in room.deliveries().values()} == {"sent"}
+
+
+@pytest.mark.slow
+def test_sigterm_at_random_points_sends_nobody_a_second_copy(
+    newsroom: Newsroom, smtp_server: SmtpServer
+) -> None:
+    addresses, landed = _stop_at_random_points(newsroom, smtp_server, signal.SIGTERM, 5)
+    assert landed >= 3
+    _assert_all_sent_once(newsroom, smtp_server, addresses)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_ctrl_c_and_sighup_stop_as_cleanly(
+    newsroom: Newsroom, smtp_server: SmtpServer, sig: signal.Signals
+) -> None:
+    addresses, landed = _stop_at_random_points(newsroom, smtp_server, sig, 2)
+    assert landed >= 1
+    _assert_all_sent_once(newsroom, smtp_server, addresses)
+
+
+@pytest.mark.slow
+def test_kill_9_resends_at_most_the_message_in_flight_on_each_connection(
+    newsroom: Newsroom, smtp_server: SmtpServer
+) -> None:
+    addresses, landed = _stop_at_random_points(newsroom, smtp_server, signal.SIGKILL, 5)
+    assert landed >= 3
+    copies = smtp_server.copies()
+    assert sorted(copies) == sorted(addresses)  # none missing
+    extra = sum(n - 1 for n in copies.values())
+    assert extra <= landed * POOL, f"{extra} second copies after {landed} kills"
+    assert max(copies.values()) <= 2
+
+
+def test_a_stop_while_the_server_holds_the_messages_ends_after_the_grace(
+    newsroom: Newsroom, smtp_server: SmtpServer
+) -> None:
+    newsroom.add_posts(1)
+    newsroom.draft()
+    addresses = newsroom.subscribe_many(50)
+    smtp_server.handler.hang_after = 10
+    proc = _digest(newsroom, smtp_server, "send", "--yes", DIGEST_STOP_GRACE="1")
+    deadline = time.monotonic() + 30
+    while smtp_server.handler.datas < 12:  # both connections hold a message
+        assert proc.poll() is None and time.monotonic() < deadline, "the sender never stalled"
+        time.sleep(0.01)
+    stopped_at = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - stopped_at < 5  # the grace (1 s), not the SMTP timeout (30 s)
+    assert proc.returncode == -signal.SIGTERM, err
+    assert "stopped: 10 sent, 40 left" in err
+    # Rows claimed but never answered are queued again, not left 'sending'.
+    statuses = [status for status, _, _ in newsroom.deliveries().values()]
+    assert statuses.count("sent") == 10 and statuses.count("queued") == 40
+    smtp_server.handler.unhang.set()
+    smtp_server.handler.hang_after = None
+    proc = _digest(newsroom, smtp_server, "send", "--yes")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    _assert_all_sent_once(newsroom, smtp_server, addresses)
+
+
+def test_a_stalled_server_trips_the_breaker_and_frees_the_lock(
+    newsroom: Newsroom, smtp_server: SmtpServer
+) -> None:
+    newsroom.add_posts(1)
+    newsroom.draft()
+    addresses = newsroom.subscribe_many(300)
+    smtp_server.handler.hang_after = 20
+    started = time.monotonic()
+    proc = _digest(newsroom, smtp_server, "send", "--yes", DIGEST_SMTP_TIMEOUT="0.3")
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - started < 30
+    assert proc.returncode == 1, err
+    assert "stopped answering" in err and "Traceback" not in err
+    assert "`digest send` resumes" in err
+    found = deliveries.counts(newsroom.conn, 1)
+    assert found["sent"] == 20 and found["sending"] == 0
+    assert found["queued"] + found["deferred"] == 280
+    # The lock is free: the next send (the server well again) finishes the issue.
+    smtp_server.handler.unhang.set()
+    smtp_server.handler.hang_after = None
+    proc = _digest(newsroom, smtp_server, "send", "--yes")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    _assert_all_sent_once(newsroom, smtp_server, addresses)

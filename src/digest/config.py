@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(default=30.0, gt=0)
     smtp_pool: int = Field(default=4, ge=1, le=32)
     smtp_reconnect_every: int = Field(default=500, ge=1)
+    # After SIGTERM/SIGINT/SIGHUP, the messages in flight get this long to finish (systemd's
+    # TimeoutStopSec must be longer); `full` fsyncs every reply the send loop records, so a
+    # power cut too resends only the messages in flight.
+    stop_grace: float = Field(default=10.0, ge=0, le=300)
+    db_synchronous: Literal["normal", "full"] = "normal"
     send_rate: str | None = None
     unsubscribe_mailto: str | None = None
 

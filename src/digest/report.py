@@ -14,7 +14,7 @@ from typing import Protocol
 
 from digest.config import BlogsFile, Settings
 from digest.errors import DigestError
-from digest.send.deliver import SendSummary
+from digest.send.summary import SendSummary
 from digest.send.transactional import send_mail
 from digest.store.db import log_event
 
@@ -91,6 +91,28 @@ def send_trouble(summary: SendSummary) -> Report | None:
             f"  `digest send` or scheduled run retries them with the same Message-ID.\n"
             f"- bounced: the server refused the address for good; those subscribers are\n"
             f"  suppressed and get nothing more (`digest subscribers list --status bounced`).\n"
+        ),
+    )
+
+
+def policy_refusals(refusals: Sequence[str], *, target: str) -> Report:
+    """5.7.x refusals (a blocklisting, DMARC, spam): the sender's problem, never the readers'.
+    Mailed once per send; the deliveries stay deferred and the readers subscribed."""
+    shown = "\n".join(f"- {line}" for line in refusals[:20])
+    more = f"\n- ... and {len(refusals) - 20} more" if len(refusals) > 20 else ""
+    return Report(
+        subject=f"digest: {len(refusals)} message(s) refused for policy reasons",
+        text=(
+            f"The mail server refused {len(refusals)} message(s) for policy or reputation\n"
+            f"reasons (RFC 3463 class 5.7). This is about the sending server, not the readers:\n"
+            f"nobody was unsubscribed, and the next `digest send` tries them again.\n\n"
+            f"Sent through: {target}\n\n{shown}{more}\n\n"
+            "What to do:\n"
+            "- a blocklisting ('blocked using ...', Spamhaus and the like): look the sending IP\n"
+            "  up on that list's site and follow its delisting steps, or send through your\n"
+            "  provider's relay (DIGEST_SMTP_HOST);\n"
+            "- 5.7.26 or 'DMARC': check SPF and DKIM for the From domain (README: DNS);\n"
+            "- 'spam' or 'content': check the issue with `digest preview --check`.\n"
         ),
     )
 

@@ -84,6 +84,10 @@ class Handler:
     drop_at: set[int] = field(default_factory=set)  # drop the connection at these DATA numbers
     delay: float = 0.0  # seconds per message, before it is accepted
     gate: threading.Event | None = None  # when set up, DATA waits until the test opens it
+    # DATA numbers above this hang (a stalled server) until `unhang` is set, then answer 451
+    # without keeping the message
+    hang_after: int | None = None
+    unhang: threading.Event = field(default_factory=threading.Event)
     datas: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -105,6 +109,10 @@ class Handler:
             await asyncio.sleep(self.delay)
         while self.gate is not None and not self.gate.is_set():
             await asyncio.sleep(0.005)
+        if self.hang_after is not None and number > self.hang_after:
+            while not self.unhang.is_set():
+                await asyncio.sleep(0.01)
+            return "451 4.3.0 was stalled"
         rcpt = envelope.rcpt_tos[0]
         if number in self.drop_at:
             # The connection dies before the final reply: the client cannot know the outcome.
@@ -155,6 +163,14 @@ class SmtpServer:
             "DIGEST_SMTP_SECURITY": security,
         }
 
+    def copies(self) -> dict[str, int]:
+        """recipient -> how many copies it received (what a reader sees, whatever the ids)."""
+        out: dict[str, int] = {}
+        for received in self.messages:
+            for rcpt in received.rcpt_tos:
+                out[rcpt] = out.get(rcpt, 0) + 1
+        return out
+
     def message_ids(self) -> dict[str, list[str]]:
         """recipient -> Message-IDs of every copy it received."""
         out: dict[str, list[str]] = {}
@@ -178,6 +194,7 @@ def smtp_server() -> Iterator[SmtpServer]:
     try:
         yield SmtpServer(handler, controller, port)
     finally:
+        handler.unhang.set()
         controller.stop()
 
 

@@ -7,6 +7,7 @@ mistakes a user can fix.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,6 +18,7 @@ from digest import __version__
 from digest.config import BlogsFile, Settings, load_blogs, load_settings
 from digest.errors import DigestError
 from digest.files import WRITE_ERRNOS, write_hint
+from digest.send.stop import Stopped, handle_stops
 from digest.store import connect
 from digest.store.db import store_error
 
@@ -61,8 +63,11 @@ class CliError(click.ClickException):
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        # SIGTERM, SIGINT and SIGHUP stop any command cleanly; a send finishes what is in
+        # flight first (digest.send.stop).
         try:
-            return super().invoke(ctx)
+            with handle_stops():
+                return super().invoke(ctx)
         except DigestError as exc:
             raise CliError(exc) from None
         except sqlite3.Error as exc:  # a write outside `transaction`, which converts its own
@@ -77,6 +82,11 @@ class _Group(click.Group):
             raise CliError(
                 DigestError(f"{exc.filename}: {exc.strerror}", hint=write_hint(exc))
             ) from None
+        except Stopped as stop:
+            click.echo(stop.line, err=True)
+            sys.stdout.flush()
+            stop.exit_by_signal()
+            raise  # not reached
 
 
 pass_app = click.make_pass_decorator(App)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import mailbox
-import re
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -26,14 +26,12 @@ import aiosmtplib
 
 from digest.config import Settings
 from digest.errors import DeliveryError
+from digest.send.bounces import Bounce, classify
 
 T = TypeVar("T")
 
 # A drop or a refused connection: tried again after these pauses before giving up on the server.
 CONNECT_RETRIES = (0.2, 1.0, 3.0)
-
-# RFC 3463 enhanced codes that say "this mailbox does not exist / is disabled": a hard bounce.
-_MAILBOX_GONE = re.compile(r"^5\.(1\.\d+|2\.1)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +57,15 @@ class Reply:
         return self.code >= 500
 
     @property
+    def bounce(self) -> Bounce | None:
+        """What the refusal says about the reader (RFC 3463 classes; None: accepted)."""
+        return classify(self.code, self.text)
+
+    @property
     def hard_bounce(self) -> bool:
-        """The address itself is bad, so the subscriber is suppressed. A 5xx about the content
-        (size, policy) bounces this message only: it says nothing about the subscriber."""
-        if not self.permanent or self.stage == "local":
-            return False
-        if self.stage == "rcpt" or _MAILBOX_GONE.match(self.text):
-            return True
-        return self.code in (550, 551, 553) and not re.match(r"^5\.\d+\.\d+", self.text)
+        """The address itself is bad, so the subscriber is suppressed. A 5.7.x refusal is about
+        the sender (a blocklisting, DMARC), whatever the stage it comes at: never the reader."""
+        return self.bounce is Bounce.HARD
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}".strip() if self.code else self.text
@@ -113,6 +112,7 @@ class SmtpLane:
         self.client: aiosmtplib.SMTP | None = None
         self.sent_on_connection = 0
         self.connections = 0
+        self.busy = False
 
     def _new_client(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -178,6 +178,12 @@ class SmtpLane:
         )
 
     async def send(self, sender: str, to: str, message: bytes) -> Reply:
+        self.busy = True  # until the reply: a send cut off here leaves the session unusable
+        reply = await self._send(sender, to, message)
+        self.busy = False
+        return reply
+
+    async def _send(self, sender: str, to: str, message: bytes) -> Reply:
         client = self.client
         if client is None or not client.is_connected:
             client = await self._connect()
@@ -239,6 +245,8 @@ class SmtpLane:
             self.client = None
 
     async def close(self) -> None:
+        if self.busy:  # cancelled mid-transaction (a stop's grace ran out): no QUIT to wait on
+            await self._drop()
         client, self.client = self.client, None
         if client is not None and client.is_connected:
             try:
@@ -248,30 +256,45 @@ class SmtpLane:
 
 
 class OutboxLane:
-    """The embedded default: each message a file in a Maildir (stdlib ``mailbox``)."""
+    """The embedded default: each message a file in a Maildir (stdlib ``mailbox``).
+
+    Files get LF line ends, as Maildir readers expect: mutt shows ``^M`` on the header lines of
+    CRLF files and munpack mis-decodes quoted-printable soft breaks (REFERENCE.md section 6b).
+    The SMTP bytes stay CRLF."""
 
     def __init__(self, path: Path) -> None:
         try:
-            self.box = mailbox.Maildir(path, factory=None, create=True)
+            # An existing folder (the systemd unit's ReadWritePaths wants one) gets the three
+            # subfolders a Maildir needs; mailbox.Maildir(create=True) only makes them for a
+            # folder it creates itself.
+            for sub in ("tmp", "new", "cur"):
+                (path / sub).mkdir(parents=True, exist_ok=True)
+            self.box = mailbox.Maildir(path, factory=None, create=False)
         except OSError as exc:
             raise DeliveryError(
                 f"{path}: cannot create the outbox: {exc.strerror}",
-                hint="set DIGEST_OUTBOX to a writable folder, or DIGEST_SMTP_HOST to send",
+                hint=_outbox_hint(exc),
             ) from None
         self.path = path
 
     async def send(self, sender: str, to: str, message: bytes) -> Reply:
         try:
-            key = self.box.add(message)
+            key = self.box.add(message.replace(b"\r\n", b"\n"))
         except OSError as exc:
             raise DeliveryError(
                 f"{self.path}: cannot write to the outbox: {exc.strerror}",
-                hint="free some disk space or set DIGEST_OUTBOX",
+                hint=_outbox_hint(exc),
             ) from None
         return Reply(250, f"2.0.0 stored as {self.path}/new/{key}")
 
     async def close(self) -> None:
         return None
+
+
+def _outbox_hint(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full: free some space, or set DIGEST_OUTBOX to another disk"
+    return "set DIGEST_OUTBOX to a folder digest may write, or DIGEST_SMTP_HOST to send over SMTP"
 
 
 class NullLane:

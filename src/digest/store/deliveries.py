@@ -1,17 +1,21 @@
 """Deliveries: one row per (issue, subscriber), the ledger that makes sending exactly-once.
 
 REFERENCE.md section 6. The audience is snapshotted in the transaction that freezes the issue;
-rows are then claimed in batches ('sending') and marked 'sent' only with the server's 250. A row
-found 'sending' after a crash may or may not have reached the server: it is sent again with the
-Message-ID stored here, so receivers can drop the duplicate.
+rows are then claimed in batches ('sending') and each is marked 'sent' with the server's 250,
+in a commit of its own before that connection sends again. A row found 'sending' after a crash
+was either never handed to the server or was the one message in flight on its connection: it
+is sent again with the Message-ID stored here.
 
     queued -> sending -> sent | deferred | bounced | skipped
+    sending -> queued                     (a stop: claimed but never handed to the server)
     deferred -> (next run) queued ...     after MAX_ATTEMPTS: failed
+
+``bounce`` keeps the class of the last refusal (digest.send.bounces): soft bounces on several
+issues suppress an address, policy refusals never do.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -48,6 +52,7 @@ class Outcome:
     status: str  # sent | deferred | bounced | skipped
     reply: str
     next_attempt: datetime | None = None
+    bounce: str | None = None  # hard | policy | soft | transient (digest.send.bounces)
 
 
 def snapshot_audience(conn: sqlite3.Connection, issue: int, *, domain: str, now: datetime) -> int:
@@ -152,23 +157,20 @@ def claim(
     return claimed, len(skipped)
 
 
-def skip_leavers(conn: sqlite3.Connection, rowids: Sequence[int], *, now: datetime) -> list[int]:
-    """Of these claimed rows not sent yet, mark 'skipped' those whose subscriber left since the
-    claim (no longer confirmed, or suppressed) and return them. Call inside a transaction."""
-    if not rowids:
-        return []
-    rows = conn.execute(
-        "SELECT d.rowid, s.status FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
-        " WHERE d.rowid IN (SELECT value FROM json_each(?)) AND (s.status != 'confirmed'"
-        " OR EXISTS (SELECT 1 FROM suppressions x WHERE x.email = d.email))",
-        (json.dumps(list(rowids)),),
-    ).fetchall()
-    stamp = ts(now)
-    conn.executemany(
-        "UPDATE deliveries SET status = 'skipped', reply = ?, updated_at = ? WHERE rowid = ?",
-        [(f"not sent: subscriber {status}", stamp, rowid) for rowid, status in rows],
-    )
-    return [int(rowid) for rowid, _ in rows]
+def gone_since_claim(conn: sqlite3.Connection, job: Claimed) -> str | None:
+    """Why a claimed row must not be sent after all (its subscriber left or was suppressed
+    since the claim), or None. Two primary-key lookups, made right before each message."""
+    row = conn.execute(
+        "SELECT s.status, EXISTS (SELECT 1 FROM suppressions x WHERE x.email = ?)"
+        " FROM subscribers s WHERE s.id = ?",
+        (job.email, job.subscriber_id),
+    ).fetchone()
+    if row is None:
+        return "not sent: subscriber deleted"
+    status, suppressed = row
+    if status != "confirmed" or suppressed:
+        return f"not sent: subscriber {status}"
+    return None
 
 
 def record(conn: sqlite3.Connection, outcomes: Iterable[Outcome], *, now: datetime) -> None:
@@ -176,19 +178,39 @@ def record(conn: sqlite3.Connection, outcomes: Iterable[Outcome], *, now: dateti
     stamp = ts(now)
     conn.executemany(
         "UPDATE deliveries SET status = ?, reply = ?, next_attempt = ?, updated_at = ?,"
-        " attempts = attempts + (? != 'skipped') WHERE rowid = ?",
+        " bounce = ?, attempts = attempts + (? != 'skipped') WHERE rowid = ?",
         [
             (
                 o.status,
                 o.reply[:500],
                 None if o.next_attempt is None else ts(o.next_attempt),
                 stamp,
+                o.bounce,
                 o.status,
                 o.rowid,
             )
             for o in outcomes
         ],
     )
+
+
+def release(conn: sqlite3.Connection, rowids: Sequence[int], *, now: datetime) -> None:
+    """Claimed rows that were never handed to the server go back to 'queued'."""
+    conn.executemany(
+        "UPDATE deliveries SET status = 'queued', updated_at = ? WHERE rowid = ?"
+        " AND status = 'sending'",
+        [(ts(now), rowid) for rowid in rowids],
+    )
+
+
+def soft_bounced_issues(conn: sqlite3.Connection, subscriber_id: int, *, besides: int) -> int:
+    """How many other issues this subscriber's mailbox soft-bounced."""
+    row = conn.execute(
+        "SELECT COUNT(DISTINCT issue) FROM deliveries WHERE subscriber_id = ? AND bounce = 'soft'"
+        " AND issue != ?",
+        (subscriber_id, besides),
+    ).fetchone()
+    return int(row[0])
 
 
 def counts(conn: sqlite3.Connection, issue: int) -> dict[str, int]:

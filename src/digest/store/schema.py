@@ -173,4 +173,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "deliveries: bounce class",
+        """
+        -- The RFC 3463 class of a delivery's last refusal (digest.send.bounces): soft bounces
+        -- on several issues suppress an address, policy refusals never do.
+        ALTER TABLE deliveries ADD COLUMN bounce TEXT;
+        CREATE INDEX deliveries_soft ON deliveries (subscriber_id) WHERE bounce = 'soft';
+        """,
+    ),
 ]
