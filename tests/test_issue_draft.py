@@ -317,3 +317,56 @@ def test_a_post_listed_twice_is_reported_at_its_second_line(week: Week) -> None:
 def test_consuming_a_missing_draft_is_harmless(tmp_path: Path, week: Week) -> None:
     consume_draft(week.settings, 9)
     assert not (week.settings.drafts / "sent").exists()
+
+
+def test_a_category_edit_moves_the_post_to_that_category(week: Week) -> None:
+    from digest.render import render_issue
+
+    summary = refresh_draft(week.settings, week.blogs, week.conn, now=NOW)
+    text = summary.path.read_text()
+    moved = next(i for i in ids_of(text) if i.startswith("sander-"))
+    summary.path.write_text(set_field(text, moved, "category", "music"))
+
+    issue = load_issue(week.settings, week.blogs, week.conn)
+    post = next(p for p in issue.posts if p.id == moved)
+    assert post.category == "music" and post.blog == "sander-dieleman"
+    rendered = render_issue(issue, week.blogs, base_url="https://digest.example.org")
+    music = rendered.text.index("MUSIC\n=====")
+    assert rendered.text.index(post.title) > music  # shown in Music, not in ML
+    assert rendered.text.count(post.title) == 1
+    # the readers of Music get it, the readers of ML only do not
+    only_music = frozenset({"music"})
+    only_ml = frozenset({"ml"})
+    base = "https://digest.example.org"
+    assert post.title in render_issue(issue, week.blogs, base_url=base, categories=only_music).text
+    assert post.title not in render_issue(issue, week.blogs, base_url=base, categories=only_ml).text
+    # a re-draft keeps the edit, and counts the post where it now is
+    again = refresh_draft(week.settings, week.blogs, week.conn, now=NOW + timedelta(hours=1))
+    assert again.per_category == {"permacomputing": 4, "ml": 5, "music": 3}
+    assert "category: music" in entry_block(again.path.read_text(), moved)
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        ("Music", "the id of the category 'Music' is 'music' (blogs.yaml: permacomputing, ml,"),
+        ("ML", "the id of the category 'ML' is 'ml'"),
+        ("jazz", "use a category id from blogs.yaml: permacomputing, ml, music"),
+    ],
+)
+def test_a_category_not_in_blogs_yaml_is_refused_naming_the_valid_ones(
+    week: Week, value: str, hint: str
+) -> None:
+    summary = refresh_draft(week.settings, week.blogs, week.conn, now=NOW)
+    text = summary.path.read_text()
+    edited = next(i for i in ids_of(text) if i.startswith("sander-"))
+    index = ids_of(text).index(edited)
+    text = set_field(text, edited, "category", value)
+    summary.path.write_text(text)
+    with pytest.raises(DraftError) as info:
+        load_issue(week.settings, week.blogs, week.conn)
+    error = info.value
+    assert error.field == f"posts[{index}].category"
+    assert error.line == text.splitlines().index(f"    category: {value}") + 1
+    assert f"unknown category {value!r}" in error.message and str(summary.path) in error.message
+    assert error.hint is not None and hint in error.hint

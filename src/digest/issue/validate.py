@@ -123,6 +123,14 @@ class _Checker:
                     hint="expected one of: " + ", ".join(allowed),
                 )
 
+    def _category_hint(self, value: Any) -> str:
+        ids = ", ".join(c.id for c in self.blogs.categories)
+        wanted = str(value).strip().casefold()
+        for cat in self.blogs.categories:
+            if wanted in (cat.id.casefold(), cat.title.casefold()):
+                return f"the id of the category {cat.title!r} is {cat.id!r} (blogs.yaml: {ids})"
+        return f"use a category id from blogs.yaml: {ids}"
+
     def post(
         self, node: Any, where: str, parent: Any, index: str | int, *, pick: bool
     ) -> tuple[IssuePost, bool]:
@@ -168,6 +176,7 @@ class _Checker:
             )
         blog = self.blogs.blog(blog_id)
         assert blog is not None
+        # An edited category moves the post to that section of the issue (and to its readers).
         category = node.get("category", (stored_blog or blog).category)
         if not isinstance(category, str) or self.blogs.category(category) is None:
             self.fail(
@@ -175,8 +184,7 @@ class _Checker:
                 node,
                 "category",
                 f"{where}.category",
-                hint="use a category id from blogs.yaml: "
-                + ", ".join(c.id for c in self.blogs.categories),
+                hint=self._category_hint(category),
             )
         url = node.get("url", stored.url if stored else None)
         if not isinstance(url, str) or not http_url(url):
