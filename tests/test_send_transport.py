@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import mailbox
 import time
 from pathlib import Path
@@ -152,3 +154,35 @@ def test_a_refused_single_mail_names_the_recipient(smtp_server: SmtpServer) -> N
 def test_reply_classes(reply: Reply, transient: bool, hard: bool) -> None:
     assert reply.transient is transient
     assert reply.hard_bounce is hard
+
+
+def test_an_existing_empty_outbox_folder_works_and_files_have_lf_line_ends(
+    newsroom: Newsroom,
+) -> None:
+    # The README's systemd unit makes outbox/ beforehand (ReadWritePaths needs it to exist).
+    (newsroom.root / "outbox").mkdir()
+    newsroom.add_posts(1)
+    newsroom.draft()
+    addresses = newsroom.subscribe_many(3)
+    summary = send_issue(newsroom.settings(), newsroom.blogs, newsroom.conn, now=newsroom.now)
+    assert summary.sent == 3 and summary.finished
+    files = sorted((newsroom.root / "outbox" / "new").iterdir())
+    assert len(files) == 3
+    for path in files:
+        raw = path.read_bytes()
+        assert b"\r\n" not in raw  # mutt shows ^M on CRLF header lines
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        assert msg["To"].addresses[0].addr_spec in addresses
+        html = msg.get_body(("html",))
+        assert html is not None and "\xff" not in html.get_content()
+
+
+def test_an_unwritable_outbox_names_the_folder_with_a_true_hint(newsroom: Newsroom) -> None:
+    (newsroom.root / "outbox").write_text("a file where the folder should be")
+    newsroom.add_posts(1)
+    newsroom.draft()
+    newsroom.subscribe_many(1)
+    with pytest.raises(DeliveryError) as info:
+        send_issue(newsroom.settings(), newsroom.blogs, newsroom.conn, now=newsroom.now)
+    assert str(newsroom.root / "outbox") in info.value.message
+    assert info.value.hint is not None and "disk" not in info.value.hint
