@@ -114,8 +114,12 @@ def test_preferences_unsubscribe_and_subscribe_again(web: Web) -> None:
     assert web.status("p@example.org") == "unsubscribed"
     again = web.client.get(f"/preferences/{token}")
     assert "Subscribe again" in again.text
+    # The token is in every issue, forwarded ones too: coming back takes a fresh confirmation.
     back = web.post_form(f"/preferences/{token}", {"action": "resubscribe"})
-    assert back.status_code == 200
+    assert back.status_code == 200 and "Check your inbox" in back.text
+    assert web.status("p@example.org") == "unsubscribed"
+    [mail] = web.mails("p@example.org")
+    assert web.post_form(web.link(mail, "confirm")).status_code == 200
     assert web.status("p@example.org") == "confirmed"
     assert web.conn.execute("SELECT COUNT(*) FROM suppressions").fetchone()[0] == 0
 

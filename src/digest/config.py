@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     db: Path = Path("subscribers/digest.db")
     base_url: str = "http://localhost:8000"
     secret: SecretStr | None = None
+    # Signup mails (confirmations, "already subscribed" notices): per mailbox (+tag removed,
+    # case folded) per 24 h, and for the whole list per hour, to protect the sender's reputation.
+    signup_mails_per_address: int = Field(default=3, ge=1)
+    signup_mails_per_hour: int = Field(default=100, ge=1)
     drafts: Path = Path("drafts")
     outbox: Path = Path("outbox")
     templates: Path | None = None  # files replacing the built-in templates (digest/resources.py)

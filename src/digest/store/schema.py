@@ -182,4 +182,21 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX deliveries_soft ON deliveries (subscriber_id) WHERE bounce = 'soft';
         """,
     ),
+    (
+        "signup: revoked confirmations, mailbox caps",
+        """
+        -- A confirmation link stops working once another link of the address was confirmed, or
+        -- the address left (unsubscribe, removal): only a link sent after that brings it back.
+        ALTER TABLE confirmations ADD COLUMN revoked_at TEXT;
+        -- The mailbox a signup mail went to: the address with any +tag removed, case folded, so
+        -- victim+1@, victim+2@, ... share one daily cap. Older rows are filled in the same way.
+        ALTER TABLE signup_mails ADD COLUMN mailbox TEXT;
+        UPDATE signup_mails SET mailbox = lower(CASE
+            WHEN instr(email, '+') BETWEEN 1 AND instr(email, '@')
+            THEN substr(email, 1, instr(email, '+') - 1) || substr(email, instr(email, '@'))
+            ELSE email END);
+        CREATE INDEX signup_mails_mailbox ON signup_mails (mailbox, sent_at);
+        CREATE INDEX signup_mails_sent_at ON signup_mails (sent_at);
+        """,
+    ),
 ]

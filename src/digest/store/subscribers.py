@@ -172,6 +172,7 @@ class Confirmation:
     request_ip: str | None
     request_ua: str | None
     consent_text: str | None
+    revoked_at: datetime | None = None  # another link was confirmed, or the address left
 
 
 def insert_confirmation(
@@ -226,16 +227,31 @@ def get_confirmation(conn: sqlite3.Connection, token_hash: str) -> Confirmation 
         request_ip=row["request_ip"],
         request_ua=row["request_ua"],
         consent_text=row["consent_text"],
+        revoked_at=parse_ts(row["revoked_at"]),
     )
 
 
 def use_confirmation(conn: sqlite3.Connection, token_hash: str, *, now: datetime) -> bool:
-    """Mark the token used; False if it already was (single use, even under a race)."""
+    """Mark the token used; False if it already was or was revoked (single use, even under a
+    race)."""
     cur = conn.execute(
-        "UPDATE confirmations SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
+        "UPDATE confirmations SET used_at = ? WHERE token_hash = ? AND used_at IS NULL"
+        " AND revoked_at IS NULL",
         (ts(now), token_hash),
     )
     return cur.rowcount == 1
+
+
+def revoke_confirmations(
+    conn: sqlite3.Connection, subscriber_id: int, *, now: datetime, keep: str | None = None
+) -> int:
+    """Revoke the subscriber's unused links (but ``keep``, a token hash); how many."""
+    cur = conn.execute(
+        "UPDATE confirmations SET revoked_at = ? WHERE subscriber_id = ? AND used_at IS NULL"
+        " AND revoked_at IS NULL AND token_hash IS NOT ?",
+        (ts(now), subscriber_id, keep),
+    )
+    return cur.rowcount
 
 
 def confirm_subscriber(
@@ -268,15 +284,27 @@ def confirm_subscriber(
     )
 
 
-def record_signup_mail(conn: sqlite3.Connection, email: str, kind: str, *, now: datetime) -> None:
+def record_signup_mail(
+    conn: sqlite3.Connection, email: str, kind: str, *, mailbox: str, now: datetime
+) -> None:
     conn.execute(
-        "INSERT INTO signup_mails (email, kind, sent_at) VALUES (?, ?, ?)", (email, kind, ts(now))
+        "INSERT INTO signup_mails (email, kind, sent_at, mailbox) VALUES (?, ?, ?, ?)",
+        (email, kind, ts(now), mailbox),
     )
 
 
-def signup_mails_since(conn: sqlite3.Connection, email: str, since: datetime) -> int:
+def signup_mails_since(conn: sqlite3.Connection, mailbox: str, since: datetime) -> int:
+    """Signup mails sent to one mailbox (see schema: +tag removed, case folded) since then."""
     row = conn.execute(
-        "SELECT COUNT(*) FROM signup_mails WHERE email = ? AND sent_at >= ?", (email, ts(since))
+        "SELECT COUNT(*) FROM signup_mails WHERE mailbox = ? AND sent_at >= ?",
+        (mailbox, ts(since)),
+    ).fetchone()
+    return int(row[0])
+
+
+def all_signup_mails_since(conn: sqlite3.Connection, since: datetime) -> int:
+    row = conn.execute(
+        "SELECT COUNT(*) FROM signup_mails WHERE sent_at >= ?", (ts(since),)
     ).fetchone()
     return int(row[0])
 

@@ -12,7 +12,7 @@ from digest.errors import SubscriberError
 from digest.models import Subscriber
 from digest.store import subscribers as store
 from digest.store.db import log_event, transaction
-from digest.subscribers.optin import start_confirmation
+from digest.subscribers.optin import may_return, over_cap, start_confirmation
 from digest.subscribers.values import (
     Mail,
     clean_categories,
@@ -26,6 +26,8 @@ from digest.subscribers.values import (
 def _leave(conn: sqlite3.Connection, sub: Subscriber, reason: str, how: str, now: datetime) -> None:
     store.set_status(conn, sub.id, "unsubscribed", now=now)
     store.suppress(conn, sub.email, reason, now=now)
+    # A confirmation link sent before must not bring the address back: only a fresh one can.
+    store.revoke_confirmations(conn, sub.id, now=now)
     log_event(conn, "unsubscribe", f"subscriber {sub.id} {how}", at=now)
 
 
@@ -41,6 +43,7 @@ def unsubscribe_by_token(
             # A bounced address stays `bounced` (the stronger fact) but is suppressed all the same.
             if sub.status == "bounced":
                 store.suppress(conn, sub.email, "bounced", now=now)
+                store.revoke_confirmations(conn, sub.id, now=now)
             else:
                 _leave(conn, sub, "unsubscribed", how, now)
         return store.get_by_id(conn, sub.id)
@@ -67,24 +70,49 @@ def update_preferences(
         return store.get_by_id(conn, sub.id)
 
 
+@dataclass(frozen=True, slots=True)
+class Resubscribe:
+    subscriber: Subscriber
+    mail: Mail | None  # the fresh confirmation, unless a cap or a bounce stands in the way
+
+
 def resubscribe_by_token(
     conn: sqlite3.Connection,
+    settings: Settings,
+    blogs: BlogsFile,
     token: str,
     *,
     now: datetime,
     ip: str | None = None,
     user_agent: str | None = None,
-) -> Subscriber | None:
-    """Undo an unsubscribe from the preferences page. The token came in a mail to the
-    address, so using it proves ownership as a confirmation does; a bounced address stays out."""
+) -> Resubscribe | None:
+    """The "Subscribe again" button of an unsubscribed address's preferences page: a fresh
+    confirmation mail, as for any signup. The token is in every issue ever sent, forwarded
+    ones included, so it cannot stand for the owner's consent now; a confirmation sent after
+    the unsubscribe can. None for an unknown token."""
     with transaction(conn):
         sub = find_by_token(conn, token)
-        if sub is None or sub.status != "unsubscribed":
-            return sub
-        store.set_status(conn, sub.id, "confirmed", now=now, ip=ip, user_agent=user_agent)
-        store.unsuppress(conn, sub.email)
-        log_event(conn, "resubscribe", f"subscriber {sub.id} resubscribed via web", at=now)
-        return store.get_by_id(conn, sub.id)
+        if sub is None:
+            return None
+        if sub.status != "unsubscribed" or not may_return(
+            sub, store.suppression_reason(conn, sub.email)
+        ):
+            return Resubscribe(sub, None)
+        if over_cap(conn, settings, sub.email, now):
+            return Resubscribe(sub, None)
+        mail = start_confirmation(
+            conn,
+            settings,
+            blogs.newsletter,
+            sub,
+            name=sub.name,
+            categories=sub.categories,
+            now=now,
+            source="web",
+            ip=ip,
+            user_agent=user_agent,
+        )
+        return Resubscribe(sub, mail)
 
 
 # --- the curator's commands -----------------------------------------------------------------

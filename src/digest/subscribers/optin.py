@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +17,6 @@ from digest.store import subscribers as store
 from digest.store.db import log_event, transaction
 from digest.subscribers.values import (
     CONFIRM_TTL,
-    MAILS_PER_DAY,
     Mail,
     clean_categories,
     clean_name,
@@ -24,6 +25,31 @@ from digest.subscribers.values import (
     new_token,
     normalise_email,
 )
+
+log = logging.getLogger("digest.subscribers")
+
+# Suppressions an address may come back from by confirming a link sent afterwards: it left by
+# choice. Any other (a hard bounce, a complaint, or a reason added later) gets no signup mail at
+# all, whatever the form says: mailing it again costs the sender's reputation, not the reader's.
+RETURNABLE = frozenset({"unsubscribed", "removed", "unsubscribed before import"})
+_warned_at: float | None = None  # monotonic time of the last "hourly cap reached" warning
+
+
+def mailbox(address: str) -> str:
+    """The mailbox behind an address, for the signup caps: ``Victim+3@X.org`` -> ``victim@x.org``.
+
+    Sub-addressing (RFC 5233 ``+tag``) delivers every variant to one inbox, so the caps count
+    them together; case is folded as well (normalise_email keeps it only on paper).
+    """
+    local, _, domain = address.rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}".casefold()
+
+
+def may_return(sub: Subscriber | None, suppression: str | None) -> bool:
+    """May this address get a signup mail (and come back by confirming)?"""
+    if sub is not None and sub.status == "bounced":
+        return False
+    return suppression is None or suppression in RETURNABLE
 
 
 def _confirm_mail(settings: Settings, newsletter: Newsletter, to: str, token: str) -> Mail:
@@ -77,12 +103,31 @@ def start_confirmation(
         user_agent=user_agent,
         consent_text=consent_text(newsletter),
     )
-    store.record_signup_mail(conn, sub.email, "confirm", now=now)
+    store.record_signup_mail(conn, sub.email, "confirm", mailbox=mailbox(sub.email), now=now)
     return _confirm_mail(settings, newsletter, sub.email, token)
 
 
-def over_cap(conn: sqlite3.Connection, email: str, now: datetime) -> bool:
-    return store.signup_mails_since(conn, email, now - timedelta(days=1)) >= MAILS_PER_DAY
+def over_cap(conn: sqlite3.Connection, settings: Settings, email: str, now: datetime) -> bool:
+    """True when no signup mail may go to this address now: its mailbox had its daily share,
+    or the list sent its hourly share (the form says the same either way)."""
+    box = mailbox(email)
+    if store.signup_mails_since(conn, box, now - timedelta(days=1)) >= (
+        settings.signup_mails_per_address
+    ):
+        return True
+    sent = store.all_signup_mails_since(conn, now - timedelta(hours=1))
+    if sent < settings.signup_mails_per_hour:
+        return False
+    global _warned_at
+    moment = time.monotonic()
+    if _warned_at is None or moment - _warned_at > 3600:  # once an hour, not once a request
+        _warned_at = moment
+        log.warning(
+            "signup mails: %d sent in the last hour, the cap (DIGEST_SIGNUP_MAILS_PER_HOUR); "
+            "further signups get no mail until the hour has passed",
+            sent,
+        )
+    return True
 
 
 def subscribe(
@@ -98,22 +143,25 @@ def subscribe(
     user_agent: str | None = None,
     source: str = "web",
 ) -> Mail | None:
-    """A signup request. Returns the mail to send, or None (daily cap reached).
+    """A signup request. Returns the mail to send, or None (a cap reached, or suppressed).
 
     The caller must answer the same way whatever happens here: the state of an address (new,
     pending, confirmed, unsubscribed) is never revealed to whoever typed it (REFERENCE.md 5).
     A new or pending address gets a confirmation; a confirmed one a notice with its preferences
-    link; an unsubscribed or bounced one a confirmation too, since confirming proves that the
-    owner of the address wants it back (the suppression entry is lifted only then).
+    link; an unsubscribed one a confirmation too, since confirming proves that the owner of the
+    address wants it back (the suppression entry is lifted only then). A bounced or complaining
+    address gets nothing.
     """
     address = normalise_email(email)
     clean = clean_name(name)
     chosen = clean_categories(blogs, categories)
     newsletter = blogs.newsletter
     with transaction(conn):
-        if over_cap(conn, address, now):
-            return None
         sub = store.get_by_email(conn, address)
+        if not may_return(sub, store.suppression_reason(conn, address)):
+            return None
+        if over_cap(conn, settings, address, now):
+            return None
         if sub is None:
             sub = store.insert_subscriber(
                 conn,
@@ -129,7 +177,7 @@ def subscribe(
                 consent_text=consent_text(newsletter),
             )
         elif sub.status == "confirmed":
-            store.record_signup_mail(conn, address, "notice", now=now)
+            store.record_signup_mail(conn, address, "notice", mailbox=mailbox(address), now=now)
             return _notice_mail(settings, newsletter, sub)
         return start_confirmation(
             conn,
@@ -145,7 +193,7 @@ def subscribe(
         )
 
 
-ConfirmStatus = Literal["valid", "confirmed", "already", "used", "expired", "unknown"]
+ConfirmStatus = Literal["valid", "confirmed", "already", "used", "revoked", "expired", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +201,9 @@ class ConfirmState:
     """What a confirmation link stands for.
 
     valid: unused and in time (GET shows the button); confirmed: the POST just activated it;
-    already: used before and the subscriber is active; used: used before and the subscriber
-    left since (the old link must not bring them back); expired; unknown (forged or purged).
+    already: used (or replaced by another link) and the subscriber is active; used: used before
+    and the subscriber left since (the old link must not bring them back); revoked: replaced,
+    or the address left or bounced after it was sent; expired; unknown (forged or purged).
     """
 
     status: ConfirmStatus
@@ -174,9 +223,15 @@ def _lookup_confirmation(
     return None if sub is None else (found, sub)
 
 
-def _state(conf: store.Confirmation, sub: Subscriber, now: datetime) -> ConfirmState:
+def _state(
+    conn: sqlite3.Connection, conf: store.Confirmation, sub: Subscriber, now: datetime
+) -> ConfirmState:
     if conf.used_at is not None:
         return ConfirmState("already" if sub.status == "confirmed" else "used", sub)
+    if conf.revoked_at is not None:
+        return ConfirmState("already" if sub.status == "confirmed" else "revoked", sub)
+    if not may_return(sub, store.suppression_reason(conn, sub.email)):
+        return ConfirmState("revoked", sub)  # bounced or complained since the link was sent
     if now >= conf.expires_at:
         return ConfirmState("expired", sub)
     return ConfirmState("valid", sub)
@@ -185,7 +240,7 @@ def _state(conf: store.Confirmation, sub: Subscriber, now: datetime) -> ConfirmS
 def check_confirmation(conn: sqlite3.Connection, token: str, *, now: datetime) -> ConfirmState:
     """Read-only: what a GET of the link shows. A GET never confirms (mail scanners fetch)."""
     found = _lookup_confirmation(conn, token)
-    return ConfirmState("unknown") if found is None else _state(*found, now)
+    return ConfirmState("unknown") if found is None else _state(conn, *found, now)
 
 
 def confirm(
@@ -196,16 +251,21 @@ def confirm(
     ip: str | None = None,
     user_agent: str | None = None,
 ) -> ConfirmState:
-    """Activate the subscription the token was sent for (the POST of the confirm page)."""
+    """Activate the subscription the token was sent for (the POST of the confirm page).
+
+    The address's other unused links stop working: each stood for a request now settled, and
+    one left in a mailbox must not bring the address back after a later unsubscribe.
+    """
     with transaction(conn):
         found = _lookup_confirmation(conn, token)
         if found is None:
             return ConfirmState("unknown")
         conf, sub = found
-        state = _state(conf, sub, now)
+        state = _state(conn, conf, sub, now)
         if state.status != "valid" or not store.use_confirmation(conn, conf.token_hash, now=now):
             return state
         store.confirm_subscriber(conn, conf, now=now, ip=ip, user_agent=user_agent)
+        store.revoke_confirmations(conn, sub.id, now=now, keep=conf.token_hash)
         reason = store.suppression_reason(conn, sub.email)
         if reason is not None:
             store.unsuppress(conn, sub.email)
@@ -235,7 +295,9 @@ def resend_confirmation(
         if found is None:
             return None
         conf, sub = found
-        if _state(conf, sub, now).status != "expired" or over_cap(conn, sub.email, now):
+        if _state(conn, conf, sub, now).status != "expired":
+            return None
+        if over_cap(conn, settings, sub.email, now):
             return None
         return start_confirmation(
             conn,

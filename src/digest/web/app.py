@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from digest import subscribers
 from digest.config import BlogsFile, Settings
@@ -35,6 +36,40 @@ def _form_secret(settings: Settings, db: Database) -> bytes:
             value = secrets.token_urlsafe(32)
             set_meta(conn, "web_secret", value)
     return value.encode()
+
+
+class TrailingSlash:
+    """``/unsubscribe/<token>/`` is served as ``/unsubscribe/<token>``, never redirected.
+
+    Starlette's own answer to a trailing slash is a 307 whose Location comes from the request's
+    Host header (a redirect to wherever the client says), and a mail provider's one-click POST
+    (RFC 8058) does not follow redirects: the unsubscribe would be lost.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            scope = dict(scope, path=path.rstrip("/") or "/")
+            raw = scope.get("raw_path")
+            if raw:
+                scope["raw_path"] = raw.rstrip(b"/") or b"/"
+        await self.app(scope, receive, send)
+
+
+class App(Starlette):
+    """Starlette with the security headers outermost: on its own 413 and 500 answers too."""
+
+    def __init__(self, *args: Any, base_origin: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.base_origin = base_origin
+        self.router.redirect_slashes = False  # no redirect is ever built from the Host header
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = super().build_middleware_stack()
+        return TrailingSlash(SecurityHeaders(inner, base_origin=self.base_origin))
 
 
 def create_app(
@@ -84,9 +119,9 @@ def create_app(
         Route("/healthz", site.healthz, methods=["GET"]),
         Route("/style.css", site.stylesheet, methods=["GET"]),
     ]
-    app = Starlette(
+    app = App(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders, base_origin=origin_of(settings.base_url))],
+        base_origin=origin_of(settings.base_url),
         exception_handlers={HTTPException: site.http_error, Exception: site.server_error},
         lifespan=lifespan,
         max_body_size=MAX_BODY,

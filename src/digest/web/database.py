@@ -7,6 +7,7 @@ sleeps would wreck p99 under concurrent unsubscribes), and the event loop never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from digest.store import connect
+from digest.store.db import set_meta, ts, utcnow
 
 T = TypeVar("T")
 
@@ -30,3 +32,19 @@ class Database:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self.conn.close()
+
+
+def check_writable(conn: sqlite3.Connection) -> None:
+    """Commit one tiny write, or raise sqlite3.Error: a full disk, a read-only file or folder.
+
+    A read proves little: SQLite serves reads from a database it can no longer write.
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        set_meta(conn, "healthz", ts(utcnow()))
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        if conn.in_transaction:  # SQLite may have rolled back by itself already
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise

@@ -26,14 +26,23 @@ from digest.config import BlogsFile, Settings
 from digest.errors import SubscriberError
 from digest.models import Subscriber
 from digest.store.issues import get_issue, list_issues
-from digest.web.database import Database
+from digest.subscribers.optin import mailbox
+from digest.web.database import Database, check_writable
 from digest.web.feed import atom_feed
 from digest.web.mailer import Mailer
 from digest.web.ratelimit import RateLimiter
-from digest.web.security import FormTokens, client_ip, cross_site, origin_of
+from digest.web.security import (
+    FormTokens,
+    client_ip,
+    cross_site,
+    origin_of,
+    redact,
+    well_formed_token,
+)
 
 log = logging.getLogger("digest.web")
 
+HEALTH_PROBE_EVERY = 1.0  # seconds between write probes of /healthz
 NO_STORE = {"cache-control": "no-store"}  # pages behind a personal token stay out of caches
 # The stored issue is premailer output: inline styles only, images from anywhere over https.
 ISSUE_CSP = (
@@ -60,6 +69,12 @@ def _text(form: FormData, key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _path_token(request: Request) -> str | None:
+    """The token in the URL, or None when it cannot be one (a 404, never a 500)."""
+    token = request.path_params.get("token")
+    return token if isinstance(token, str) and well_formed_token(token) else None
+
+
 @dataclass
 class Site:
     settings: Settings
@@ -74,6 +89,8 @@ class Site:
     address_limiter: RateLimiter = field(init=False)
     css: bytes = field(init=False)
     origin: str = field(init=False)
+    health_checked: float = field(init=False, default=float("-inf"))
+    health_error: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.env = Environment(
@@ -203,7 +220,7 @@ class Site:
                     name=name,
                     chosen=set(chosen),
                 )
-            if not self.address_limiter.allow(address, time.monotonic()):
+            if not self.address_limiter.allow(mailbox(address), time.monotonic()):
                 return self.too_many()
             now, ip = self.clock(), client_ip(request)
             agent = request.headers.get("user-agent")
@@ -252,6 +269,14 @@ class Site:
                 410,
                 private=True,
             )
+        if state.status == "revoked":
+            return self.message(
+                "This link no longer works",
+                "A newer link was used, or the address left the list after this one was sent. "
+                "To subscribe anew, use the form on the home page.",
+                410,
+                private=True,
+            )
         if state.status == "expired":
             return self.render(
                 "expired.html",
@@ -263,13 +288,17 @@ class Site:
         return self.not_found("confirmation link")
 
     async def confirm_page(self, request: Request) -> Response:
-        token = request.path_params["token"]
+        token = _path_token(request)
+        if token is None:
+            return self.not_found("confirmation link")
         now = self.clock()
         state = await self.db.run(lambda c: subscribers.check_confirmation(c, token, now=now))
         return self.confirm_state_page(state, token)
 
     async def confirm(self, request: Request) -> Response:
-        token = request.path_params["token"]
+        token = _path_token(request)
+        if token is None:
+            return self.not_found("confirmation link")
         form = await request.form()
         if self.forged(request, form, f"confirm:{token}"):
             return self.refused()
@@ -281,7 +310,9 @@ class Site:
         return self.confirm_state_page(state, token)
 
     async def resend(self, request: Request) -> Response:
-        token = request.path_params["token"]
+        token = _path_token(request)
+        if token is None:
+            return self.not_found("confirmation link")
         form = await request.form()
         if self.forged(request, form, f"resend:{token}"):
             return self.refused()
@@ -304,8 +335,8 @@ class Site:
         return await self.db.run(lambda c: subscribers.find_by_token(c, token))
 
     async def unsubscribe_page(self, request: Request) -> Response:
-        token = request.path_params["token"]
-        sub = await self._subscriber(token)
+        token = _path_token(request)
+        sub = None if token is None else await self._subscriber(token)
         if sub is None:
             return self.not_found("unsubscribe link")
         return self.render("unsubscribe.html", 200, NO_STORE, subscriber=sub, done=False)
@@ -314,10 +345,18 @@ class Site:
         """RFC 8058 one-click, and the page's button: 200 at once, never a redirect.
 
         No form token and no Origin check here: the mail provider POSTs
-        ``List-Unsubscribe=One-Click`` bare. The 256-bit token in the URL is the authority.
+        ``List-Unsubscribe=One-Click`` bare. The 256-bit token in the URL is the authority, so a
+        body that does not parse still unsubscribes.
         """
-        token = request.path_params["token"]
-        form = await request.form()
+        token = _path_token(request)
+        if token is None:
+            return self.not_found("unsubscribe link")
+        try:
+            form = await request.form()
+        except HTTPException as exc:
+            if exc.status_code == 413:
+                raise
+            form = FormData()
         how = "one-click" if form.get("List-Unsubscribe") == "One-Click" else "web page"
         now = self.clock()
         sub = await self.db.run(
@@ -345,29 +384,34 @@ class Site:
         )
 
     async def preferences_page(self, request: Request) -> Response:
-        sub = await self._subscriber(request.path_params["token"])
+        token = _path_token(request)
+        sub = None if token is None else await self._subscriber(token)
         if sub is None:
             return self.not_found("preferences link")
         return self.preferences_view(sub)
 
     async def preferences(self, request: Request) -> Response:
-        token = request.path_params["token"]
+        token = _path_token(request)
+        if token is None:
+            return self.not_found("preferences link")
         form = await request.form()
         if self.forged(request, form, f"preferences:{token}"):
             return self.refused()
         now, ip = self.clock(), client_ip(request)
         agent = request.headers.get("user-agent")
         if _text(form, "action") == "resubscribe":
-            sub = await self.db.run(
+            again = await self.db.run(
                 lambda c: subscribers.resubscribe_by_token(
-                    c, token, now=now, ip=ip, user_agent=agent
+                    c, self.settings, self.blogs, token, now=now, ip=ip, user_agent=agent
                 )
             )
-            return (
-                self.not_found("preferences link")
-                if sub is None
-                else self.preferences_view(sub, saved=True)
-            )
+            if again is None:
+                return self.not_found("preferences link")
+            if again.subscriber.status != "unsubscribed":
+                return self.preferences_view(again.subscriber)
+            if again.mail is not None:
+                self.mailer.submit(again.mail)
+            return self.render("subscribed.html", 200, NO_STORE)
         name = _text(form, "name")
         chosen = [c for c in form.getlist("categories") if isinstance(c, str)]
         try:
@@ -407,10 +451,24 @@ class Site:
         return Response(body, media_type="application/atom+xml; charset=utf-8")
 
     async def healthz(self, request: Request) -> Response:
-        try:
-            await self.db.run(lambda c: c.execute("SELECT 1").fetchone())
-        except sqlite3.Error as exc:
-            return PlainTextResponse(f"database: {exc}", status_code=503)
+        """200 while the database takes writes; 503 (with SQLite's reason) when it does not.
+
+        The write probe runs at most once a second: a load balancer or a benchmark polling
+        fast must not turn health checks into a stream of commits.
+        """
+        moment = time.monotonic()
+        if moment - self.health_checked >= HEALTH_PROBE_EVERY:
+            self.health_checked = moment
+            try:
+                await self.db.run(check_writable)
+            except sqlite3.Error as exc:
+                if self.health_error is None:
+                    log.error("the database cannot be written: %s", exc)
+                self.health_error = f"database: {exc}"
+            else:
+                self.health_error = None
+        if self.health_error is not None:
+            return PlainTextResponse(self.health_error, status_code=503)
         return PlainTextResponse("ok")
 
     async def stylesheet(self, request: Request) -> Response:
@@ -429,5 +487,5 @@ class Site:
         return self.message(title, "The request could not be handled.", exc.status_code)
 
     async def server_error(self, request: Request, exc: Exception) -> Response:
-        log.error("error serving %s", request.url.path, exc_info=exc)
+        log.error("error serving %s", redact(request.url.path), exc_info=exc)
         return self.message("Something went wrong", "Please try again in a moment.", 500)
