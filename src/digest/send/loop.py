@@ -29,7 +29,7 @@ from digest.errors import DeliveryError
 from digest.models import Issue
 from digest.render import Rendered, render_issue
 from digest.send.bounces import SOFT_LIMIT, Bounce
-from digest.send.message import MessageTemplate
+from digest.send.message import MessageTemplate, wire_address
 from digest.send.stop import StopRequest
 from digest.send.transport import Reply, Transport
 from digest.store import deliveries as ledger
@@ -239,7 +239,8 @@ class SendLoop:
                 message = template.message(
                     to=job.email, name=job.name, token=job.token, message_id=job.message_id
                 )
-                reply = await self.transport.send(lane, self.sender, job.email, message)
+                to = wire_address(job.email)  # an IDN domain in IDNA: no SMTPUTF8 needed
+                reply = await self.transport.send(lane, self.sender, to, message)
             except asyncio.CancelledError:
                 raise  # the grace period ran out: the row stays in_flight and is released
             except BaseException as exc:
