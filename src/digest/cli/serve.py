@@ -24,23 +24,55 @@ from digest.cli import App, main, pass_app
     is_flag=True,
     help="Also run the weekly job at its scheduled time (`digest run`) in this process.",
 )
+@click.option(
+    "--limit-concurrency",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Connections at most (lowered to fit the file limit). At the cap the oldest idle or "
+    "slow one is closed; when all are busy, 503.",
+)
+@click.option(
+    "--timeout-request",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a client gets to send a whole request (headers and body), or it is cut off.",
+)
 @pass_app
-def serve(app: App, host: str, port: int, access_log: bool, with_scheduler: bool) -> None:
+def serve(
+    app: App,
+    host: str,
+    port: int,
+    access_log: bool,
+    with_scheduler: bool,
+    limit_concurrency: int,
+    timeout_request: float,
+) -> None:
     """Serve the web pages with uvicorn (one process: the rate limits live in memory).
 
     Links in pages and mails come from DIGEST_BASE_URL, never from the request. Behind a
     reverse proxy, uvicorn takes the client address from X-Forwarded-For only when the proxy is
     listed in FORWARDED_ALLOW_IPS (default 127.0.0.1).
     """
-    import uvicorn  # here, not at the top: `digest --help` need not load the web stack
-
-    from digest.web import create_app
+    # Here, not at the top: `digest --help` need not load the web stack.
+    from digest.web import create_app, server
+    from digest.web.security import origin_of
 
     web = create_app(app.settings, app.blogs, app.settings.db)
+    reserved = server.FILES_RESERVED
+    if with_scheduler:  # the weekly job's feed fetches and SMTP connections need files too
+        reserved += app.settings.fetch_concurrency + app.settings.smtp_pool
+    cap = server.connection_cap(limit_concurrency, reserved)
     app.console.print(
         f"serving {app.blogs.newsletter.title} on http://{host}:{port} "
         f"(links use {app.settings.base_url})"
     )
+    if cap < limit_concurrency:
+        app.console.print(
+            f"at most {cap} connections: the file limit (ulimit -n) leaves no room for "
+            f"{limit_concurrency}"
+        )
     stop = threading.Event()
     if with_scheduler:
         from digest.schedule import Scheduler
@@ -58,8 +90,14 @@ def serve(app: App, host: str, port: int, access_log: bool, with_scheduler: bool
             f"scheduler: next run {scheduler.next_run(app.blogs):%a %d %b %Y %H:%M} UTC"
         )
     try:
-        uvicorn.run(
-            web, host=host, port=port, access_log=access_log, server_header=False, log_level="info"
+        server.run(
+            web,
+            host=host,
+            port=port,
+            base_origin=origin_of(app.settings.base_url),
+            max_connections=cap,
+            request_timeout=timeout_request,
+            access_log=access_log,
         )
     finally:
         stop.set()

@@ -105,7 +105,7 @@ class SecurityHeaders:
     It wraps the whole application, Starlette's error and body-limit middleware included, so
     404, 405, 413 and 500 answers carry the headers too. An exception that escapes after the
     error page was sent was logged already (with the token cut out of the path): it stops here
-    rather than reach the server's log a second time, where the path is not redacted.
+    rather than reach uvicorn, which would log it a second time.
     """
 
     def __init__(self, app: ASGIApp, *, base_origin: str) -> None:
