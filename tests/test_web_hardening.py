@@ -92,6 +92,7 @@ def test_malformed_tokens_are_a_403_or_404_never_a_500(web: Web) -> None:
                 assert _has_security_headers(answer)
         answer = web.client.post(f"/confirm/{bad}/resend", data={"form_token": "x"})
         assert answer.status_code in (403, 404)
+    assert web.client.get("/archive/" + "9" * 30).status_code == 404  # past SQLite's INTEGER
 
 
 def test_tokens_never_reach_the_log(web: Web, caplog: pytest.LogCaptureFixture) -> None:

@@ -57,7 +57,7 @@ class Limits:
 
     per_ip: int = 10  # subscribe POSTs per IP per ip_window
     ip_window: float = 600.0
-    per_address: int = 3  # subscribe POSTs per address per address_window
+    per_address: int = 3  # subscribe POSTs per mailbox (+tag removed) per address_window
     address_window: float = 3600.0
     # POST /subscribe never answers sooner than this, whatever it did: with the mail sent in
     # the background, the remaining database work differs by microseconds; this hides it.
@@ -439,6 +439,8 @@ class Site:
 
     async def archived_issue(self, request: Request) -> Response:
         number = request.path_params["number"]
+        if number >= 2**63:  # past SQLite's INTEGER: no such issue (not an OverflowError)
+            return self.not_found("issue")
         issue = await self.db.run(lambda c: get_issue(c, number))
         if issue is None:
             return self.not_found("issue")
