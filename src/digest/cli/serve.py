@@ -17,7 +17,7 @@ from digest.cli import App, main, pass_app
     "--access-log/--no-access-log",
     default=False,
     show_default=True,
-    help="Log every request. Off by default: paths carry personal unsubscribe tokens.",
+    help="Log every request (to stdout). The personal tokens in paths show as <token>.",
 )
 @click.option(
     "--with-scheduler",
