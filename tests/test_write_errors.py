@@ -216,7 +216,7 @@ def test_a_database_on_a_read_only_file_system(
     assert _sh("mount", "-o", "remount,bind,ro", str(read_only))
     env["DIGEST_DB"] = str(read_only / "digest.db")
     error, hint = one_error(run(env, "status"), read_only / "digest.db")
-    assert "cannot open the database file" in error and "writable" in hint
+    assert "cannot open the database file" in error and "may write" in hint
 
 
 def test_a_full_disk_under_the_database(
@@ -291,3 +291,9 @@ def test_gathering_into_a_read_only_database_is_one_store_error(
     with pytest.raises(StoreError, match=rf"^{db_path}: cannot write to the database: "):
         gather_sync(Settings(db=db_path), blogs, conn, now=utcnow())
     conn.close()
+
+
+def test_a_folder_given_as_the_database(env: dict[str, str], tmp_path: Path) -> None:
+    env["DIGEST_DB"] = str(tmp_path)
+    error, hint = one_error(run(env, "status"), tmp_path)
+    assert "cannot open the database file" in error and "names a file" in hint

@@ -99,8 +99,8 @@ def store_error(exc: sqlite3.Error, path: Path | str) -> StoreError | None:
     if primary == _CANTOPEN:
         return StoreError(
             f"{path}: cannot open the database file",
-            hint="its folder must exist and be writable for this user (SQLite creates the -wal "
-            "and -shm files beside it), or point DIGEST_DB (or --db) elsewhere",
+            hint="check that DIGEST_DB (or --db) names a file in a folder this user may write "
+            "to: SQLite creates the -wal and -shm files beside it",
         )
     if primary in (_BUSY, _LOCKED):
         return StoreError(
