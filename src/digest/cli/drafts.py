@@ -118,9 +118,7 @@ def preview(
 
     settings, blogs = app.settings, app.blogs
     issue = load_issue(settings, blogs, app.db)
-    rendered = render_issue(
-        issue, blogs, base_url=settings.base_url, templates=settings.templates
-    )
+    rendered = render_issue(issue, blogs, base_url=settings.base_url, templates=settings.templates)
     base = settings.base_url
     unsubscribe_url = f"{base}/unsubscribe/{SAMPLE_TOKEN}"
     html, text = rendered.fill(
