@@ -227,3 +227,43 @@ def test_a_stalled_server_trips_the_breaker_and_frees_the_lock(
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     _assert_all_sent_once(newsroom, smtp_server, addresses)
+
+
+@pytest.mark.slow
+def test_serve_with_scheduler_stopped_mid_send_finishes_what_is_in_flight(
+    newsroom: Newsroom, smtp_server: SmtpServer
+) -> None:
+    from plugins.smtp import free_port
+
+    newsroom.add_posts(1)
+    newsroom.draft()
+    addresses = newsroom.subscribe_many(2000)
+    smtp_server.handler.delay = 0.003
+    # A send stopped early leaves the issue half-sent: the scheduler's first tick resumes it.
+    first = _digest(newsroom, smtp_server, "send", "--yes")
+    _wait_for(smtp_server, 50, first, 60)
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=60)
+    before = len(smtp_server.messages)
+    assert before < 2000
+    env = {**newsroom.subprocess_env(), **smtp_server.env(), "DIGEST_SMTP_POOL": str(POOL)}
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "digest", "serve", "--port", str(port), "--with-scheduler"],
+        cwd=newsroom.root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(smtp_server, before + 200, server, 60)
+    assert len(smtp_server.messages) < 2000, "the scheduler finished before the stop"
+    server.send_signal(signal.SIGTERM)
+    _, log = server.communicate(timeout=60)
+    assert server.returncode == -signal.SIGTERM, log
+    assert "stopped: " in log and "Traceback" not in log, log
+    assert deliveries.counts(newsroom.conn, 1)["sending"] == 0  # every claim recorded or queued
+    proc = _digest(newsroom, smtp_server, "send", "--yes", DIGEST_SMTP_POOL=str(POOL))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    _assert_all_sent_once(newsroom, smtp_server, addresses)

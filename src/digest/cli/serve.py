@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 import click
 
 from digest.cli import App, main, pass_app
+from digest.send.stop import STOP, Stopped
+
+if TYPE_CHECKING:
+    from digest.schedule import Scheduler
 
 
 @main.command()
@@ -82,7 +87,7 @@ def serve(
         # A daemon thread: the job runs beside the web server (it opens its own connection);
         # uvicorn owns the main thread and Ctrl-C.
         thread = threading.Thread(
-            target=scheduler.run_forever, kwargs={"stop": stop}, name="digest-scheduler",
+            target=_scheduler_thread, args=(scheduler, stop), name="digest-scheduler",
             daemon=True,
         )  # fmt: skip
         thread.start()
@@ -100,4 +105,17 @@ def serve(
             access_log=access_log,
         )
     finally:
+        # uvicorn has shut down (SIGTERM, SIGINT, SIGHUP): a send under way in the scheduler
+        # thread finishes the messages in flight, records them, and stops.
+        if not STOP.requested:
+            STOP.request()
         stop.set()
+        if with_scheduler:
+            thread.join(timeout=app.settings.stop_grace + 5)
+
+
+def _scheduler_thread(scheduler: Scheduler, stop: threading.Event) -> None:
+    try:
+        scheduler.run_forever(stop=stop)
+    except Stopped as stopped:
+        logging.getLogger("digest.schedule").info("%s", stopped.line)

@@ -71,12 +71,15 @@ class StopRequest:
 
     @contextmanager
     def deferred(self) -> Iterator[StopRequest]:
-        """Within: a signal only sets the flag (the send loop polls it)."""
-        self.deferring += 1
+        """Within: a signal only sets the flag (the send loop polls it). Signal handlers run
+        in the main thread, so only the main thread's send loop defers them: a send in another
+        thread (`serve --with-scheduler`) leaves the main thread's stop as it is."""
+        main = threading.current_thread() is threading.main_thread()
+        self.deferring += main
         try:
             yield self
         finally:
-            self.deferring -= 1
+            self.deferring -= main
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.request(signum)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import signal
+import threading
 from typing import Any, ClassVar, cast
 
 import uvicorn
@@ -191,7 +193,7 @@ def run(
         {"limits": _Limits(max_connections, request_timeout, base_origin)},
     )
     logging.getLogger("uvicorn.access").addFilter(_RedactTokens())
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -205,3 +207,14 @@ def run(
         server_header=False,
         log_level="info",
     )
+    server = uvicorn.Server(config)
+    # uvicorn handles SIGINT and SIGTERM; SIGHUP (a closed terminal, some supervisors) gets
+    # the same graceful shutdown rather than killing the process mid-request.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGHUP, server.handle_exit)
+    try:
+        server.run()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGHUP, previous)
