@@ -35,7 +35,7 @@ from digest.send.transport import Reply, Transport
 from digest.store import deliveries as ledger
 from digest.store import issues as issues_store
 from digest.store import subscribers as subscribers_store
-from digest.store.db import transaction
+from digest.store.db import transaction, ts
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -94,11 +94,19 @@ class SendLoop:
         self.lane_failures = [0] * len(transport.lanes)
         self.policy: list[str] = []  # 5.7.x refusals of this run, for the curator
         self.last_progress = 0.0
+        self._stamp_second, self._stamp = -1, ""
         self.templates: dict[tuple[int, str], MessageTemplate | None] = {}
         self.issue_content: dict[int, Issue] = {}
 
     def now(self) -> datetime:
         return self.now0 + timedelta(seconds=time.monotonic() - self.started)
+
+    def stamp(self) -> str:
+        """``ts(self.now())``, made once a second: the ledger stores second precision."""
+        second = int(time.monotonic() - self.started)
+        if second != self._stamp_second:
+            self._stamp_second, self._stamp = second, ts(self.now())
+        return self._stamp
 
     @property
     def stopping(self) -> bool:
@@ -265,7 +273,8 @@ class SendLoop:
             self._record(ledger.Outcome(job.rowid, "bounced", text), job)
         elif bounce is None:
             self.sent += 1
-            self._record(ledger.Outcome(job.rowid, "sent", text), job)
+            ledger.record_sent(self.conn, job.rowid, text, stamp=self.stamp())
+            self.commits += 1
         elif bounce is Bounce.TRANSIENT and tries < len(self.retry_delays):
             delay = self.retry_delays[tries]
             retry_at = self.now() + timedelta(seconds=delay)

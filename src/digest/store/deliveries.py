@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from digest.store.db import ts
+from digest.store.db import ts, write_one
 
 # Attempts over all runs before a temporarily failing address is given up (status 'failed',
 # the subscriber kept): a mailbox full for weeks must not be retried forever.
@@ -191,6 +191,16 @@ def record(conn: sqlite3.Connection, outcomes: Iterable[Outcome], *, now: dateti
             )
             for o in outcomes
         ],
+    )
+
+
+def record_sent(conn: sqlite3.Connection, rowid: int, reply: str, *, stamp: str) -> None:
+    """One accepted message, committed on its own (autocommit) before the call returns."""
+    write_one(
+        conn,
+        "UPDATE deliveries SET status = 'sent', reply = ?, next_attempt = NULL, updated_at = ?,"
+        " bounce = NULL, attempts = attempts + 1 WHERE rowid = ?",
+        (reply[:500], stamp, rowid),
     )
 
 
