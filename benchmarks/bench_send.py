@@ -349,7 +349,7 @@ def main() -> None:
         ),
         (
             f"SQLite commits in the send loop, {N}",
-            f"{small['loop_commits']:.0f} (all: {small['commits']:.0f})",
+            f"{small['loop_commits']:.0f} ({small['commits']:.0f} of them BEGIN ... COMMIT)",
             f"{small['sent']:.0f} messages",
             f"{per_message:.2f} per message",
             "each reply before its lane's next message",

@@ -8,7 +8,6 @@ import json
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,7 @@ from digest.config import load_blogs
 from digest.errors import ConfigError, DraftError
 from digest.files import MAX_BYTES, MAX_DEPTH
 from digest.issue.draft import load_issue, refresh_draft
-from digest.store import connect
-from plugins.drafting import NOW, Week, seed_week
+from plugins.drafting import NOW, Week
 
 DEEP = 20_000  # what crashed digest with a RecursionError
 
@@ -44,18 +42,8 @@ SHAPES = pytest.mark.parametrize("shape", [flow, compact, indented])
 
 
 @pytest.fixture
-def env(tmp_path: Path, blogs_yaml: Path, db_path: Path) -> dict[str, str]:
-    conn = connect(db_path)
-    seed_week(conn, now=datetime.now(UTC).replace(microsecond=0))
-    conn.close()
-    return {
-        "DIGEST_BLOGS": str(blogs_yaml),
-        "DIGEST_DB": str(db_path),
-        "DIGEST_DRAFTS": str(tmp_path / "drafts"),
-        "DIGEST_OUTBOX": str(tmp_path / "outbox"),
-        "DIGEST_BASE_URL": "https://digest.example.org",
-        "COLUMNS": "200",
-    }
+def env(seeded_env: dict[str, str]) -> dict[str, str]:
+    return seeded_env
 
 
 def run(env: dict[str, str], *args: str) -> Result:

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from digest.cli import main
 from digest.store import connect
+from plugins.drafting import cli_env as env_for
 from plugins.drafting import seed_week
 from plugins.feedserver import FeedServer
 from plugins.smtp import SmtpServer
@@ -25,18 +26,6 @@ FEEDS = {
     "chris-olah": ("https://colah.github.io/rss.xml", "colah.rss.xml"),
     "optimistic-underground": ("https://optimisticunderground.com/feed/", None),
 }
-
-
-def env_for(tmp_path: Path, blogs_yaml: Path, db_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        "DIGEST_BLOGS": str(blogs_yaml),
-        "DIGEST_DB": str(db_path),
-        "DIGEST_DRAFTS": str(tmp_path / "drafts"),
-        "DIGEST_OUTBOX": str(tmp_path / "outbox"),
-        "DIGEST_BASE_URL": "https://digest.example.org",
-        "COLUMNS": "200",  # rich wraps at the terminal width
-        **extra,
-    }
 
 
 def test_draft_fetches_then_drafts_and_reports_feed_health(

@@ -246,16 +246,11 @@ def test_serve_with_scheduler_stopped_mid_send_finishes_what_is_in_flight(
     first.communicate(timeout=60)
     before = len(smtp_server.messages)
     assert before < 2000
-    env = {**newsroom.subprocess_env(), **smtp_server.env(), "DIGEST_SMTP_POOL": str(POOL)}
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "digest", "serve", "--port", str(port), "--with-scheduler"],
-        cwd=newsroom.root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    port = str(free_port())
+    server = _digest(
+        newsroom, smtp_server, "serve", "--port", port, "--with-scheduler",
+        DIGEST_SMTP_POOL=str(POOL),
+    )  # fmt: skip
     _wait_for(smtp_server, before + 200, server, 60)
     assert len(smtp_server.messages) < 2000, "the scheduler finished before the stop"
     server.send_signal(signal.SIGTERM)

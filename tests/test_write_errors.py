@@ -14,7 +14,6 @@ import shutil
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,23 +25,12 @@ from digest.errors import StoreError
 from digest.feeds.gather import gather_sync
 from digest.store import connect, transaction
 from digest.store.db import set_meta, utcnow
-from plugins.drafting import seed_week
 from plugins.feedserver import FeedServer
 
 
 @pytest.fixture
-def env(tmp_path: Path, blogs_yaml: Path, db_path: Path) -> dict[str, str]:
-    conn = connect(db_path)
-    seed_week(conn, now=datetime.now(UTC).replace(microsecond=0))
-    conn.close()
-    return {
-        "DIGEST_BLOGS": str(blogs_yaml),
-        "DIGEST_DB": str(db_path),
-        "DIGEST_DRAFTS": str(tmp_path / "drafts"),
-        "DIGEST_OUTBOX": str(tmp_path / "outbox"),
-        "DIGEST_BASE_URL": "https://digest.example.org",
-        "COLUMNS": "300",
-    }
+def env(seeded_env: dict[str, str]) -> dict[str, str]:
+    return seeded_env
 
 
 def run(env: dict[str, str], *args: str) -> Result:

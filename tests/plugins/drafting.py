@@ -138,3 +138,25 @@ def week(tmp_path: Path, blogs_yaml: Path, db_path: Path) -> Iterator[Week]:
     )
     yield Week(conn=conn, settings=settings, blogs=load_blogs(blogs_yaml), new_ids=new)
     conn.close()
+
+
+def cli_env(tmp_path: Path, blogs_yaml: Path, db_path: Path, **extra: str) -> dict[str, str]:
+    """The DIGEST_* environment of a checkout in tmp_path, for CliRunner or a subprocess."""
+    return {
+        "DIGEST_BLOGS": str(blogs_yaml),
+        "DIGEST_DB": str(db_path),
+        "DIGEST_DRAFTS": str(tmp_path / "drafts"),
+        "DIGEST_OUTBOX": str(tmp_path / "outbox"),
+        "DIGEST_BASE_URL": "https://digest.example.org",
+        "COLUMNS": "300",  # rich wraps at the terminal width
+        **extra,
+    }
+
+
+@pytest.fixture
+def seeded_env(tmp_path: Path, blogs_yaml: Path, db_path: Path) -> dict[str, str]:
+    """A database holding this week's posts, and the environment pointing the CLI at it."""
+    conn = connect(db_path)
+    seed_week(conn, now=datetime.now(UTC).replace(microsecond=0))
+    conn.close()
+    return cli_env(tmp_path, blogs_yaml, db_path)
