@@ -11,10 +11,12 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from digest.store import deliveries, issues
+from plugins.disks import fill, sh
 from plugins.smtp import Newsroom, SmtpServer
 
 POOL = 4
@@ -262,3 +264,32 @@ def test_serve_with_scheduler_stopped_mid_send_finishes_what_is_in_flight(
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     _assert_all_sent_once(newsroom, smtp_server, addresses)
+
+
+def test_a_disk_filling_up_mid_send_stops_it_and_costs_at_most_the_messages_in_flight(
+    tmp_path: Path, blogs_yaml: Path, smtp_server: SmtpServer, small_disk: Path
+) -> None:
+    room = Newsroom(tmp_path, blogs_yaml, small_disk / "digest.db")
+    try:
+        room.add_posts(1)
+        room.draft()
+        addresses = room.subscribe_many(400)
+        smtp_server.handler.delay = 0.005
+        proc = _digest(room, smtp_server, "send", "--yes")
+        _wait_for(smtp_server, 20, proc, 60)
+        fill(small_disk)  # the disk under the database is full from here on
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, err
+        assert "the disk is full" in err and "Traceback" not in err, err
+        assert len(smtp_server.messages) < 400
+        # Room again (the log may have taken the disk before the filler did): resume.
+        (small_disk / "filler").unlink()
+        assert sh("mount", "-o", "remount,size=16m", str(small_disk))
+        proc = _digest(room, smtp_server, "send", "--yes")
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        copies = smtp_server.copies()
+        assert sorted(copies) == sorted(addresses)  # none missing
+        assert sum(n - 1 for n in copies.values()) <= 2  # one per connection (DIGEST_SMTP_POOL=2)
+    finally:
+        room.conn.close()

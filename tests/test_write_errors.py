@@ -10,10 +10,8 @@ Those needing privileges skip, saying why, where the machine refuses them.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from digest.errors import StoreError
 from digest.feeds.gather import gather_sync
 from digest.store import connect, transaction
 from digest.store.db import set_meta, utcnow
+from plugins.disks import fill, sh
 from plugins.feedserver import FeedServer
 
 
@@ -52,57 +51,17 @@ def one_error(result: Result, path: Path | str) -> tuple[str, str]:
 # --- real conditions, where the machine allows them ------------------------------------------
 
 
-def _sh(*args: str) -> bool:
-    if shutil.which(args[0]) is None:
-        return False
-    return subprocess.run(args, capture_output=True).returncode == 0
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MB tmpfs: it fills up for real."""
-    where = tmp_path / "disk"
-    where.mkdir()
-    if not _sh("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)):
-        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
-    yield where
-    _sh("umount", "-l", str(where))
-
-
-def fill(disk: Path) -> None:
-    with (disk / "filler").open("wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 4096)
-        except OSError:
-            pass
-
-
-@pytest.fixture
-def read_only(tmp_path: Path) -> Iterator[Path]:
-    """A folder bind-mounted read-only over itself (EROFS: root included)."""
-    where = tmp_path / "ro"
-    where.mkdir()
-    if not _sh("mount", "--bind", str(where), str(where)):
-        pytest.skip("cannot bind-mount here (needs root with CAP_SYS_ADMIN)")
-    if not _sh("mount", "-o", "remount,bind,ro", str(where)):
-        _sh("umount", "-l", str(where))
-        pytest.skip("cannot remount a bind mount read-only here")
-    yield where
-    _sh("umount", "-l", str(where))
-
-
 def immutable(path: Path) -> None:
     """`chattr +i` (root) or no write bits (anyone else): writes to ``path`` fail."""
     if os.geteuid() != 0:
         path.chmod(0o555 if path.is_dir() else 0o444)
-    elif not _sh("chattr", "+i", str(path)):
+    elif not sh("chattr", "+i", str(path)):
         pytest.skip("chattr +i is refused on this file system")
 
 
 def mutable(path: Path) -> None:
     if os.geteuid() == 0:
-        _sh("chattr", "-i", str(path))
+        sh("chattr", "-i", str(path))
     path.chmod(0o755 if path.is_dir() else 0o644)
 
 
@@ -198,10 +157,10 @@ def test_a_read_only_database_file(env: dict[str, str], db_path: Path) -> None:
 def test_a_database_on_a_read_only_file_system(
     env: dict[str, str], db_path: Path, read_only: Path
 ) -> None:
-    _sh("umount", "-l", str(read_only))  # put a real database there first
+    sh("umount", "-l", str(read_only))  # put a real database there first
     connect(read_only / "digest.db").close()
-    assert _sh("mount", "--bind", str(read_only), str(read_only))
-    assert _sh("mount", "-o", "remount,bind,ro", str(read_only))
+    assert sh("mount", "--bind", str(read_only), str(read_only))
+    assert sh("mount", "-o", "remount,bind,ro", str(read_only))
     env["DIGEST_DB"] = str(read_only / "digest.db")
     error, hint = one_error(run(env, "status"), read_only / "digest.db")
     assert "cannot open the database file" in error and "may write" in hint

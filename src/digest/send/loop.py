@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from digest.config import BlogsFile, Settings
-from digest.errors import DeliveryError
+from digest.errors import DeliveryError, StoreError
 from digest.models import Issue
 from digest.render import Rendered, render_issue
 from digest.send.bounces import SOFT_LIMIT, Bounce
@@ -220,6 +220,17 @@ class SendLoop:
         return self.exhausted and not self.queue and not self.retries and not self.in_flight
 
     async def worker(self, lane: int) -> None:
+        try:
+            await self._work(lane)
+        except asyncio.CancelledError:
+            raise  # the grace period ran out: the row in flight stays there and is released
+        except BaseException as exc:
+            # Everyone would fail the same way (no server, AUTH refused, a full disk, ...):
+            # stop. The rows claimed but not sent go back to the queue for the next run.
+            if self.fatal is None:
+                self.fatal = exc
+
+    async def _work(self, lane: int) -> None:
         while not self.stopping:
             self._claim()
             item = self._next()
@@ -233,29 +244,23 @@ class SendLoop:
                 continue
             job, tries = item
             self.in_flight[lane] = job
-            try:
-                # Claimed rows wait in memory, for minutes under a rate limit: an unsubscribe
-                # (or a bounce) since the claim is honoured up to the moment of sending.
-                reason = ledger.gone_since_claim(self.conn, job)
-                template = None if reason else self.template(job)
-                if template is None:
-                    del self.in_flight[lane]
-                    reason = reason or "not sent: no post in their categories"
-                    self._record(ledger.Outcome(job.rowid, "skipped", reason), job)
-                    self._done()
-                    continue
-                message = template.message(
-                    to=job.email, name=job.name, token=job.token, message_id=job.message_id
-                )
-                to = wire_address(job.email)  # an IDN domain in IDNA: no SMTPUTF8 needed
-                reply = await self.transport.send(lane, self.sender, to, message)
-            except asyncio.CancelledError:
-                raise  # the grace period ran out: the row stays in_flight and is released
-            except BaseException as exc:
-                # Everyone would fail the same way (no server, AUTH refused, a full disk, ...):
-                # stop. The rows claimed but not sent go back to the queue for the next run.
-                self.fatal = exc
-                return
+            # Claimed rows wait in memory, for minutes under a rate limit: an unsubscribe (or a
+            # bounce) since the claim is honoured up to the moment of sending.
+            reason = ledger.gone_since_claim(self.conn, job)
+            template = None if reason else self.template(job)
+            if template is None:
+                del self.in_flight[lane]
+                reason = reason or "not sent: no post in their categories"
+                self._record(ledger.Outcome(job.rowid, "skipped", reason), job)
+                self._done()
+                continue
+            message = template.message(
+                to=job.email, name=job.name, token=job.token, message_id=job.message_id
+            )
+            to = wire_address(job.email)  # an IDN domain in IDNA: no SMTPUTF8 needed
+            reply = await self.transport.send(lane, self.sender, to, message)
+            # If recording the reply fails (a full disk), the row stays 'sending': the next run
+            # sends it again, the one possible second copy on this connection.
             del self.in_flight[lane]
             self._reply(lane, job, tries, reply)
 
@@ -272,9 +277,9 @@ class SendLoop:
             # message bounces, the reader keeps their subscription.
             self._record(ledger.Outcome(job.rowid, "bounced", text), job)
         elif bounce is None:
-            self.sent += 1
             ledger.record_sent(self.conn, job.rowid, text, stamp=self.stamp())
             self.commits += 1
+            self.sent += 1
         elif bounce is Bounce.TRANSIENT and tries < len(self.retry_delays):
             delay = self.retry_delays[tries]
             retry_at = self.now() + timedelta(seconds=delay)
@@ -306,7 +311,13 @@ class SendLoop:
         try:
             await self._supervise(tasks)
         finally:
-            self.release()
+            try:
+                self.release()
+            except StoreError:
+                if self.fatal is None:
+                    raise
+                # The database failed already (a full disk): the rows stay 'sending', and the
+                # next run queues them again; the first error is the one to show.
         if self.fatal is not None:
             raise self.fatal
 
