@@ -16,7 +16,7 @@ from digest.store import deliveries, issues, utcnow
 from digest.store import subscribers as subscribers_store
 
 
-def _plan(app: App) -> str:
+def send_plan(app: App) -> str:
     """What `digest send` is about to do, for the confirmation prompt."""
     conn = app.db
     target = describe_target(app.settings)
@@ -105,7 +105,7 @@ def show_summary(app: App, summary: SendSummary) -> None:
 @pass_app
 def send(app: App, yes: bool, dry_run: bool, force: bool) -> None:
     """Send the current draft as the next issue, or resume an interrupted send."""
-    app.console.print(_plan(app))
+    app.console.print(send_plan(app))
     if not dry_run:
         confirm_send(app, yes=yes, force=force, command="send")
     with Progress(

@@ -9,7 +9,7 @@ from datetime import datetime
 import click
 
 from digest.cli import App, main, pass_app
-from digest.cli.send import _plan, confirm_send, show_summary
+from digest.cli.send import send_plan, confirm_send, show_summary
 from digest.errors import DeliveryError, DraftError, ScheduleError
 from digest.feeds.gather import GatherReport
 from digest.send.deliver import send_issue, sending_issue
@@ -126,7 +126,7 @@ def release(app: App, no_send: bool, yes: bool, force: bool) -> None:
         app.console.print(f"issue {number} released: its scheduled run sends it")
         return
     _check_release(app, number, force=force)
-    app.console.print(_plan(app))
+    app.console.print(send_plan(app))
     confirm_send(app, yes=yes, force=force, command="release")
     release_issue(app.db)
     app.console.print(f"issue {number} released")
