@@ -9,7 +9,7 @@ from datetime import datetime
 import click
 
 from digest.cli import App, main, pass_app
-from digest.cli.send import send_plan, confirm_send, show_summary
+from digest.cli.send import confirm_send, send_plan, show_summary
 from digest.errors import DeliveryError, DraftError, ScheduleError
 from digest.feeds.gather import GatherReport
 from digest.send.deliver import send_issue, sending_issue
