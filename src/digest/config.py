@@ -187,6 +187,7 @@ class Blog(_Strict):
     homepage: str
     feed: str | None = None
     commentary: str = ""
+    tagline: str = ""  # one line shown in issues that do not repeat the commentary
     highlights: list[Link] = []
     links: list[Link] = []
     category: str = Field(default="", exclude=True)
@@ -255,6 +256,39 @@ class Schedule(_Strict):
         return ZoneInfo(self.timezone)
 
 
+# The page behind the issue's text (light mode); the accent must read on it (WCAG AA).
+PAPER = "#fffdf9"
+MIN_CONTRAST = 4.5
+
+
+def _luminance(colour: str) -> float:
+    """WCAG 2.x relative luminance of a #rrggbb colour."""
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two #rrggbb colours, 1 to 21."""
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+class Logo(_Strict):
+    url: str
+    width: int = Field(ge=1, le=600)  # CSS pixels as shown; serve the image at 2x
+    height: int = Field(ge=1, le=600)
+    alt: str = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.netloc:
+            raise ValueError("expected an absolute https:// image URL (mail clients block others)")
+        return value
+
+
 class Newsletter(_Strict):
     title: str
     description: str = ""
@@ -270,6 +304,32 @@ class Newsletter(_Strict):
     quiet_week: Literal["skip", "archive_only"] = "skip"
     dormant_days: int = Field(default=180, ge=7)
     report_after_failures: int = Field(default=3, ge=1)
+    accent: str = "#1a5fb4"  # links, section labels and the rule beside the curator's words
+    logo: Logo | None = None
+    postal_address: str = ""  # shown in the footer (CAN-SPAM asks for one)
+    commentary: Literal["first", "always"] = "first"
+    max_posts_per_blog: int = Field(default=3, ge=1, le=50)
+
+    @field_validator("accent", mode="before")
+    @classmethod
+    def _accent_quoted(cls, value: Any) -> Any:
+        if value is None:  # `accent: #1a5fb4` unquoted: YAML reads a comment
+            raise ValueError("a # starts a YAML comment: quote the colour, accent: '#1a5fb4'")
+        return value
+
+    @field_validator("accent")
+    @classmethod
+    def _accent(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not re.fullmatch(r"#[0-9a-f]{6}", value):
+            raise ValueError("expected a colour as #rrggbb, such as '#1a5fb4' (quote it in YAML)")
+        ratio = contrast(value, PAPER)
+        if ratio < MIN_CONTRAST:
+            raise ValueError(
+                f"contrast {ratio:.1f}:1 against the page ({PAPER}) is under {MIN_CONTRAST}:1; "
+                "choose a darker colour so links stay readable"
+            )
+        return value
 
     @field_validator("from_", "reply_to")
     @classmethod
