@@ -20,7 +20,9 @@ from digest.store.db import get_meta, set_meta, transaction, utcnow
 from digest.web.database import Database
 from digest.web.mailer import Mailer
 from digest.web.pages import Limits, Site
+from digest.web.publication import Publication
 from digest.web.security import FormTokens, SecurityHeaders, origin_of
+from digest.web.subscribing import Subscribing
 
 MAX_BODY = 64 * 1024  # every form here is tiny; refuse big bodies before parsing them
 
@@ -94,6 +96,8 @@ def create_app(
         clock=clock,
         limits=limits or Limits(),
     )
+    public = Publication(site)
+    reader = Subscribing(site, public)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -104,18 +108,18 @@ def create_app(
             db.close()
 
     routes = [
-        Route("/", site.home, methods=["GET"]),
-        Route("/subscribe", site.subscribe, methods=["POST"]),
-        Route("/confirm/{token}", site.confirm_page, methods=["GET"]),
-        Route("/confirm/{token}", site.confirm, methods=["POST"]),
-        Route("/confirm/{token}/resend", site.resend, methods=["POST"]),
-        Route("/unsubscribe/{token}", site.unsubscribe_page, methods=["GET"]),
-        Route("/unsubscribe/{token}", site.unsubscribe, methods=["POST"]),
-        Route("/preferences/{token}", site.preferences_page, methods=["GET"]),
-        Route("/preferences/{token}", site.preferences, methods=["POST"]),
-        Route("/archive", site.archive, methods=["GET"]),
-        Route("/archive/{number:int}", site.archived_issue, methods=["GET"]),
-        Route("/feed.xml", site.feed, methods=["GET"]),
+        Route("/", public.home, methods=["GET"]),
+        Route("/subscribe", reader.subscribe, methods=["POST"]),
+        Route("/confirm/{token}", reader.confirm_page, methods=["GET"]),
+        Route("/confirm/{token}", reader.confirm, methods=["POST"]),
+        Route("/confirm/{token}/resend", reader.resend, methods=["POST"]),
+        Route("/unsubscribe/{token}", reader.unsubscribe_page, methods=["GET"]),
+        Route("/unsubscribe/{token}", reader.unsubscribe, methods=["POST"]),
+        Route("/preferences/{token}", reader.preferences_page, methods=["GET"]),
+        Route("/preferences/{token}", reader.preferences, methods=["POST"]),
+        Route("/archive", public.archive, methods=["GET"]),
+        Route("/archive/{number:int}", public.archived_issue, methods=["GET"]),
+        Route("/feed.xml", public.feed, methods=["GET"]),
         Route("/healthz", site.healthz, methods=["GET"]),
         Route("/style.css", site.stylesheet, methods=["GET"]),
     ]
