@@ -44,9 +44,12 @@ def _delivery_order(key: str) -> tuple[int, int, str]:
 
 
 class Web:
-    def __init__(self, tmp_path: Path, blogs_yaml: Path, limits: Limits) -> None:
+    def __init__(
+        self, tmp_path: Path, blogs_yaml: Path, limits: Limits, *, base_url: str = BASE
+    ) -> None:
+        self.limits = limits
         self.settings = Settings(
-            base_url=BASE,
+            base_url=base_url,
             blogs=blogs_yaml,
             db=tmp_path / "subscribers" / "digest.db",
             outbox=tmp_path / "outbox",
@@ -136,6 +139,14 @@ class Web:
 
     def close(self) -> None:
         self.conn.close()
+
+    def __enter__(self) -> Web:
+        self.client.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.__exit__(*exc)
+        self.close()
 
 
 @pytest.fixture

@@ -106,3 +106,20 @@ def set_issue_status(
         "UPDATE issues SET status = ?, sent_at = COALESCE(?, sent_at) WHERE number = ?",
         (status, None if sent_at is None else ts(sent_at), number),
     )
+
+
+def neighbours(
+    conn: sqlite3.Connection, number: int
+) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
+    """(number, subject) of the issues just before and after ``number``, None at either end."""
+    before = conn.execute(
+        "SELECT number, subject FROM issues WHERE number < ? ORDER BY number DESC LIMIT 1",
+        (number,),
+    ).fetchone()
+    after = conn.execute(
+        "SELECT number, subject FROM issues WHERE number > ? ORDER BY number LIMIT 1", (number,)
+    ).fetchone()
+    return (
+        None if before is None else (before[0], before[1]),
+        None if after is None else (after[0], after[1]),
+    )

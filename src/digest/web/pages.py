@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, StrictUndefined
 from starlette.datastructures import FormData
@@ -23,6 +24,9 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from digest import resources, subscribers
 from digest.config import BlogsFile, Settings
+from digest.render.text import shorten
+from digest.render.view import day
+from digest.store.db import ts
 from digest.web.database import Database, check_writable
 from digest.web.mailer import Mailer
 from digest.web.ratelimit import RateLimiter
@@ -51,6 +55,11 @@ class Limits:
     # POST /subscribe never answers sooner than this, whatever it did: with the mail sent in
     # the background, the remaining database work differs by microseconds; this hides it.
     subscribe_floor: float = 0.2
+
+
+def host(url: str) -> str:
+    """The host a reader recognises: "www." dropped."""
+    return urlsplit(url).netloc.removeprefix("www.")
 
 
 def form_text(form: FormData, key: str) -> str:
@@ -95,10 +104,20 @@ class Site:
             newsletter=newsletter,
             categories=self.blogs.categories,
             consent_text=subscribers.consent_text(newsletter),
+            logo=newsletter.logo,
+        )
+        zone = newsletter.schedule.tz
+        self.env.filters.update(
+            host=host,
+            iso=lambda moment: ts(moment),
+            day=lambda moment: day(moment, zone),
+            shorten_text=shorten,
         )
         self.ip_limiter = RateLimiter(self.limits.per_ip, self.limits.ip_window)
         self.address_limiter = RateLimiter(self.limits.per_address, self.limits.address_window)
-        self.css = resources.read_bytes("web", "style.css", self.settings.templates)
+        # The accent is the curator's (blogs.yaml); the rest of the palette is the stylesheet's.
+        accent = f":root {{ --accent: {newsletter.accent}; }}\n".encode()
+        self.css = accent + resources.read_bytes("web", "style.css", self.settings.templates)
         self.origin = origin_of(self.settings.base_url)
 
     # --- helpers ---------------------------------------------------------------------------

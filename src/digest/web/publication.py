@@ -6,20 +6,18 @@ DIGEST_BASE_URL, so the archive follows the site when it moves.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from digest.store.issues import ArchivedIssue, get_issue, list_issues
+from digest.store.issues import ArchivedIssue, get_issue, list_issues, neighbours
 from digest.web.feed import atom_feed
+from digest.web.issue_page import neighbour, web_view
 from digest.web.pages import Site
 
-# The stored issue is premailer output: inline styles only, images from anywhere over https.
-ISSUE_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; base-uri 'none'; "
-    "frame-ancestors 'none'; form-action 'none'"
-)
+Around = tuple[tuple[int, str] | None, tuple[int, str] | None]
 RECENT = 5  # past issues listed on the home page
 
 
@@ -59,11 +57,21 @@ class Publication:
         number = request.path_params["number"]
         if number >= 2**63:  # past SQLite's INTEGER: no such issue (not an OverflowError)
             return self.site.not_found("issue")
-        issue: ArchivedIssue | None = await self.site.db.run(lambda c: get_issue(c, number))
+
+        def load(conn: sqlite3.Connection) -> tuple[ArchivedIssue | None, Around]:
+            return get_issue(conn, number), neighbours(conn, number)
+
+        issue, (before, after) = await self.site.db.run(load)
         if issue is None:
             return self.site.not_found("issue")
-        # The stored web copy, rendered when sending started (see the interfaces file).
-        return HTMLResponse(issue.html, headers={"content-security-policy": ISSUE_CSP})
+        base = self.site.settings.base_url
+        return self.site.render(
+            "issue.html",
+            page=web_view(issue, self.site.blogs, base_url=base),
+            previous=neighbour(before, base),
+            next=neighbour(after, base),
+            form_token=self.site.token_for("subscribe"),
+        )
 
     async def feed(self, request: Request) -> Response:
         site = self.site

@@ -1,0 +1,263 @@
+"""The public publication: an archived issue as a web page, the home page, feeds, discovery files.
+
+Issues are frozen into a real SQLite file the way sending freezes them, with the frozen mail
+HTML beside the content; the pages must be built from the content, with today's base URL.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+
+from digest import subscribers
+from digest.models import Issue, IssuePost
+from digest.store import transaction
+from digest.store.issues import freeze_issue, set_issue_status
+from plugins.website import BASE, Web
+
+# What the mail as sent looked like: a greeting, personal links, the base URL of that day.
+SENT_HTML = (
+    "<!doctype html><html><body><p>Hello Ann,</p><p>You get Blogs I like because you subscribed"
+    ' at localhost:8000.</p><a href="http://localhost:8000/unsubscribe/SENTTOKENSENTTOKENSENT">'
+    "Unsubscribe</a></body></html>"
+)
+
+
+def _post(number: int, blog: str, category: str, n: int, **extra: str) -> IssuePost:
+    return IssuePost(
+        id=f"{blog}-{number:04x}{n:04x}",
+        title=f"{blog} post {n} of issue {number}",
+        url=f"https://{blog}.example/{number}/{n}.html",
+        blog=blog,
+        category=category,
+        date=datetime(2026, 11, 20, tzinfo=UTC) + timedelta(weeks=number),
+        excerpt=f"What {blog} wrote in post {n}.",
+        **extra,
+    )
+
+
+def freeze(web: Web, number: int, *, quiet: bool = False, intro: str = "") -> Issue:
+    since = datetime(2026, 11, 23, tzinfo=UTC) + timedelta(weeks=number)
+    posts = (
+        []
+        if quiet
+        else [
+            _post(number, "sander-dieleman", "ml", 1, note="Read this one *slowly*."),
+            _post(number, "sander-dieleman", "ml", 2, author="Guest <author>"),
+            _post(number, "lilianweng", "ml", 1),
+            _post(number, "xxiivv", "permacomputing", 1),
+        ]
+    )
+    pick = _post(number, "chris-olah", "ml", 9) if quiet else None
+    issue = Issue(
+        number=number,
+        subject=f"Blogs I like #{number}",
+        intro=intro,
+        since=since,
+        until=since + timedelta(weeks=1),
+        posts=posts,
+        archive_pick=pick,
+    )
+    with transaction(web.conn):
+        freeze_issue(web.conn, issue, html=SENT_HTML, text="text", status="sending", now=since)
+        set_issue_status(web.conn, number, "sent", sent_at=since + timedelta(hours=1))
+    return issue
+
+
+class Tags(HTMLParser):
+    """Every start tag with its attributes, and the page's text."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.text: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def find(self, tag: str, **want: str) -> list[dict[str, str]]:
+        return [
+            a
+            for t, a in self.tags
+            if t == tag and all(a.get(k.replace("_", "-")) == v for k, v in want.items())
+        ]
+
+    def classes(self, name: str) -> list[dict[str, str]]:
+        return [a for _, a in self.tags if name in a.get("class", "").split()]
+
+    def links(self) -> list[str]:
+        return [a["href"] for t, a in self.tags if t in ("a", "link") and "href" in a]
+
+
+def _meta(page: Tags, key: str) -> str:
+    found = page.find("meta", property=key) or page.find("meta", name=key)
+    assert found, f"no <meta> {key}"
+    return found[0]["content"]
+
+
+def test_archive_page_is_the_issue_for_the_web(web: Web) -> None:
+    freeze(web, 1, intro="Hello readers, a **good** week.")
+    answer = web.client.get("/archive/1")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/html")
+    html = answer.text
+    page = Tags(html)
+    # Not the frozen mail: no greeting, no subscriber footer, no personal link, no old base URL.
+    assert "Hello Ann" not in html and "because you subscribed" not in html
+    assert "SENTTOKEN" not in html and "localhost:8000" not in html
+    assert "/unsubscribe/" not in html and "/preferences/" not in html
+    assert "%%DIGEST_" not in html
+    # The site's header and stylesheet (the default CSP applies: no inline styles needed).
+    assert page.classes("masthead")
+    assert page.find("link", rel="stylesheet", href=f"{BASE}/style.css")
+    assert "unsafe-inline" not in answer.headers["content-security-policy"]
+    # The content, through the email's view model: categories in blogs.yaml order, the intro,
+    # the curator's note, each blog's commentary once.
+    assert [a["id"] for a in page.classes("category") if "id" in a] == ["permacomputing", "ml"]
+    assert "<strong>good</strong>" in html
+    assert "<em>slowly</em>" in html
+    sander = web.blogs.blog("sander-dieleman")
+    assert sander is not None
+    assert html.count(" ".join(sander.commentary.split())) == 1
+    assert "Guest &lt;author&gt;" in html
+    # Every anchor the email's "and N more from BLOG" links to exists here.
+    ids = {a["id"] for _, a in page.tags if "id" in a}
+    assert {"blog-sander-dieleman", "blog-lilianweng", "blog-xxiivv"} <= ids
+    # "In this issue": each category and blog with its post count, linking into the page.
+    toc = html[html.index('class="toc"') : html.index("</nav>")]
+    assert f'href="{BASE}/archive/1#ml"' in toc and f'href="{BASE}/archive/1#blog-xxiivv"' in toc
+    assert re.search(r">Sander Dieleman</a> \(2\)", toc)
+    assert re.search(r">Lil&#39;Log</a> \(1\)", toc)
+
+
+def test_archive_page_head_canonical_opengraph_twitter(web: Web) -> None:
+    freeze(web, 1, intro="A week of *diffusion* and low-tech.")
+    page = Tags(web.client.get("/archive/1").text)
+    assert page.find("link", rel="canonical") == [{"rel": "canonical", "href": f"{BASE}/archive/1"}]
+    assert _meta(page, "og:url") == f"{BASE}/archive/1"
+    assert _meta(page, "og:type") == "article"
+    assert _meta(page, "og:title") == "Blogs I like #1"
+    assert _meta(page, "og:site_name") == "Blogs I like"
+    assert _meta(page, "og:description") == "A week of diffusion and low-tech."
+    assert _meta(page, "twitter:card") == "summary"
+    assert _meta(page, "twitter:title") == "Blogs I like #1"
+    assert _meta(page, "twitter:description") == "A week of diffusion and low-tech."
+    assert not page.find("meta", property="og:image")  # blogs.yaml has no logo
+    assert [t for t, _ in page.tags].count("title") == 1
+
+
+def test_archive_page_shows_the_logo_in_its_cards(web: Web, blogs_yaml: Path) -> None:
+    text = blogs_yaml.read_text(encoding="utf-8")
+    blogs_yaml.write_text(
+        text.replace(
+            "newsletter:\n",
+            "newsletter:\n  logo: {url: 'https://digest.example.org/logo.png', width: 120,"
+            " height: 40, alt: Blogs I like}\n",
+            1,
+        ),
+        encoding="utf-8",
+    )
+    with Web(web.settings.db.parent.parent / "logo", blogs_yaml, web.limits) as other:
+        freeze(other, 1)
+        page = Tags(other.client.get("/archive/1").text)
+        assert _meta(page, "og:image") == "https://digest.example.org/logo.png"
+        assert _meta(page, "og:image:alt") == "Blogs I like"
+        assert _meta(page, "twitter:image") == "https://digest.example.org/logo.png"
+
+
+def test_quiet_issue_page_describes_its_archive_pick(web: Web) -> None:
+    freeze(web, 1, quiet=True)
+    page = Tags(web.client.get("/archive/1").text)
+    description = _meta(page, "og:description")
+    assert description == "From the archive: chris-olah post 9 of issue 1"
+    assert page.find("a", href="https://chris-olah.example/1/9.html")
+
+
+def test_archive_pages_link_previous_and_next(web: Web) -> None:
+    for number in (1, 2, 4):  # 3 was never sent: numbers are not invented
+        freeze(web, number)
+    first = Tags(web.client.get("/archive/1").text)
+    assert not first.find("a", rel="prev") and not first.find("link", rel="prev")
+    assert first.find("a", rel="next", **{"class": "next"})[0]["href"] == f"{BASE}/archive/2"
+    middle = Tags(web.client.get("/archive/2").text)
+    assert middle.find("a", rel="prev")[0]["href"] == f"{BASE}/archive/1"
+    assert middle.find("a", rel="next")[0]["href"] == f"{BASE}/archive/4"
+    assert middle.find("link", rel="next") == [{"rel": "next", "href": f"{BASE}/archive/4"}]
+    last = Tags(web.client.get("/archive/4").text)
+    assert last.find("a", rel="prev")[0]["href"] == f"{BASE}/archive/2"
+    assert not last.find("a", rel="next")
+    assert "Blogs I like #2" in web.client.get("/archive/4").text
+    assert web.client.get("/archive/3").status_code == 404
+
+
+def test_archive_page_has_a_subscribe_box_that_subscribes(web: Web) -> None:
+    freeze(web, 1)
+    html = web.client.get("/archive/1").text
+    box = html[html.index('class="card subscribe-box"') :]
+    assert f'action="{BASE}/subscribe"' in box and 'name="website"' in box
+    token = re.search(r'name="form_token" value="([^"]+)"', box)
+    assert token is not None
+    answer = web.client.post(
+        "/subscribe",
+        data={
+            "email": "reader@example.org",
+            "form_token": token[1],
+            "website": "",
+            "categories": [c.id for c in web.blogs.categories],
+        },
+    )
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
+    assert web.status("reader@example.org") == "pending"
+
+
+def test_archive_page_is_microformats_h_entry(web: Web) -> None:
+    freeze(web, 1)
+    page = Tags(web.client.get("/archive/1").text)
+    [entry] = page.classes("h-entry")
+    assert entry["class"].split()[0] == "h-entry"
+    [name] = page.classes("p-name")[:1]
+    assert page.classes("e-content") and page.classes("p-author")
+    [published] = page.classes("dt-published")
+    assert published["datetime"] == "2026-11-30T01:00:00Z"
+    cites = page.classes("u-mention-of")
+    assert len(cites) == 4 and all("h-cite" in c["class"].split() for c in cites)
+    urls = [a["href"] for a in page.classes("u-url") if "p-name" in a["class"].split()]
+    assert "https://sander-dieleman.example/1/1.html" in urls and len(urls) == 4
+    assert name is not None
+
+
+def test_archive_links_follow_the_current_base_url(web: Web, blogs_yaml: Path) -> None:
+    """Sent from one address, served from another: every link is the new one's."""
+    freeze(web, 1)
+    freeze(web, 2)
+    moved = "https://letters.example.net/digest"
+    folder = web.settings.db.parent.parent
+    with Web(folder, blogs_yaml, web.limits, base_url=moved) as there:
+        html = there.client.get("/archive/1").text
+        assert BASE not in html
+        page = Tags(html)
+        ours = [u for u in page.links() if "example.org" in u or not u.startswith("https://")]
+        assert ours == []
+        assert page.find("link", rel="canonical")[0]["href"] == f"{moved}/archive/1"
+        assert page.find("a", rel="next")[0]["href"] == f"{moved}/archive/2"
+        assert page.find("link", rel="stylesheet")[0]["href"] == f"{moved}/style.css"
+
+
+def test_no_public_page_carries_a_subscriber_token(web: Web) -> None:
+    subscribers.add(
+        web.conn, web.settings, web.blogs, email="ann@example.org", confirmed=True, now=web.now
+    )
+    token = web.token("ann@example.org")
+    freeze(web, 1)
+    freeze(web, 2, quiet=True)
+    for path in ("/", "/archive", "/archive/1", "/archive/2"):
+        html = web.client.get(path).text
+        assert token not in html, path
+        assert "/unsubscribe/" not in html and "/preferences/" not in html, path
+        assert "SENTTOKEN" not in html, path
