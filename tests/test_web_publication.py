@@ -261,3 +261,39 @@ def test_no_public_page_carries_a_subscriber_token(web: Web) -> None:
         assert token not in html, path
         assert "/unsubscribe/" not in html and "/preferences/" not in html, path
         assert "SENTTOKEN" not in html, path
+
+
+def _visible(html: str) -> str:
+    body = html[html.index("<body>") :]
+    return " ".join("".join(Tags(body).text).split())
+
+
+def test_home_shows_the_title_once_and_the_latest_issue(web: Web) -> None:
+    freeze(web, 1, intro="An older note.")
+    freeze(web, 2, intro="This week: *two* long reads.")
+    answer = web.client.get("/")
+    html = answer.text
+    text = _visible(html)
+    assert text.count("Blogs I like") - text.count("Blogs I like #") == 2  # the h1 and consent
+    assert text.count("curated by The curator") == 1
+    page = Tags(html)
+    assert len(page.find("h1")) == 1
+    # What it is, in a sentence, then the latest issue's intro and "In this issue".
+    assert web.blogs.newsletter.description in text
+    assert "This week: two long reads." in text and "An older note." not in text
+    assert "<em>two</em>" in html
+    assert page.find("a", href=f"{BASE}/archive/2#ml")
+    assert page.find("a", href=f"{BASE}/archive/2#blog-sander-dieleman")
+    assert re.search(r">Sander Dieleman</a> \(2\)", html)
+    # The curated blogs with the curator's commentary, and the form.
+    for blog in web.blogs.blogs():
+        assert page.find("a", href=blog.homepage)
+        if blog.commentary:
+            assert " ".join(blog.commentary.split()) in text
+    assert page.find("form", method="post", action=f"{BASE}/subscribe")
+
+
+def test_home_before_the_first_issue(web: Web) -> None:
+    html = web.client.get("/").text
+    assert "The first issue is on its way." in html
+    assert "In this issue" not in html

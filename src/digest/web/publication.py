@@ -34,11 +34,16 @@ class Publication:
         name: str = "",
         chosen: set[str] | None = None,
     ) -> HTMLResponse:
-        issues = await self.site.db.run(lambda c: list_issues(c)[:RECENT])
+        site = self.site
+        issues = await site.db.run(lambda c: list_issues(c)[:RECENT])
+        base = site.settings.base_url
+        latest = web_view(issues[0], site.blogs, base_url=base) if issues else None
         return self.site.render(
             "home.html",
             status,
             issues=issues,
+            latest=latest,
+            blog_count=sum(len(c.blogs) for c in site.blogs.categories),
             error=error,
             email=email,
             name=name,
