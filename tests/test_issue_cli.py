@@ -107,7 +107,7 @@ def test_preview_writes_checks_and_sends_a_test_copy(
     assert words == len((out_dir / "preview.txt").read_text().split())
     assert "Posts: Permacomputing 4, ML 6, Music 2 + archive pick" in out
     assert "check passed" in out
-    assert "PERMACOMPUTING\n==============" in out  # --text printed the text part
+    assert "PERMACOMPUTING\n--------------" in out  # --text printed the text part
 
     eml = email.message_from_bytes(
         (out_dir / "preview.eml").read_bytes(), policy=email.policy.default

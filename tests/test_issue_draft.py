@@ -331,7 +331,7 @@ def test_a_category_edit_moves_the_post_to_that_category(week: Week) -> None:
     post = next(p for p in issue.posts if p.id == moved)
     assert post.category == "music" and post.blog == "sander-dieleman"
     rendered = render_issue(issue, week.blogs, base_url="https://digest.example.org")
-    music = rendered.text.index("MUSIC\n=====")
+    music = rendered.text.index("MUSIC\n-----")
     assert rendered.text.index(post.title) > music  # shown in Music, not in ML
     assert rendered.text.count(post.title) == 1
     # the readers of Music get it, the readers of ML only do not

@@ -99,7 +99,8 @@ def _html(view: IssueView, templates: Path | None) -> str:
 def _text(view: IssueView, templates: Path | None) -> str:
     env = environment(templates)
     body = env.get_template("issue.txt.j2").render(view=view, links=text.Links())
-    lines = [line.rstrip() for line in body.splitlines()]
+    # "-- " keeps its space: it is the signature separator mail clients recognise (RFC 3676).
+    lines = [line if line == "-- " else line.rstrip() for line in body.splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
 
 

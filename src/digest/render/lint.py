@@ -31,6 +31,7 @@ class _Scan(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.links: list[str] = []
+        self.ids: set[str] = set()
         self.images: list[dict[str, str | None]] = []
         self.categories: list[tuple[str, int]] = []  # (heading, posts)
         self._td_depth = 0
@@ -40,6 +41,8 @@ class _Scan(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
         classes = (values.get("class") or "").split()
+        if values.get("id"):
+            self.ids.add(values["id"] or "")
         if tag == "td":
             self._td_depth += 1
             if "category" in classes:
@@ -83,6 +86,8 @@ def lint(html: str, text: str, *, unsubscribe_url: str, budget: int = HTML_BUDGE
     scan.feed(html)
     scan.close()
     for href in scan.links:
+        if href.startswith("#") and href[1:] in scan.ids:
+            continue  # "In this issue" jumps within the mail
         if not absolute_link(href):
             problems.append(f"link: {href!r} in the HTML is not an absolute http(s) URL")
     for image in scan.images:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from urllib.parse import urlsplit
 
 from markupsafe import Markup
 
-from digest.config import BlogsFile
+from digest.config import BlogsFile, Logo, contrast
 from digest.models import Issue, IssuePost
 from digest.render import markdown
 from digest.render.text import shorten
@@ -32,7 +33,7 @@ class Shape:
 class PostView:
     title: str
     url: str
-    meta: str  # "author · 3 May 2024"
+    meta: str  # "author · 3 May 2024 · 6 min read"
     excerpt: str
     note: str  # Markdown source (the text part renders it)
     note_html: Markup
@@ -47,6 +48,7 @@ class BlockView:
     homepage: str
     anchor: str  # "" when an earlier block of the same blog already carries it
     commentary: str  # "" after the blog's first appearance in the issue
+    host: str = ""  # "lilianweng.github.io": the quiet line beside the name
     posts: list[PostView] = field(default_factory=list)
     more: int = 0  # posts collapsed into "and N more posts from BLOG"
 
@@ -64,12 +66,26 @@ class CategoryView:
 
 
 @dataclass(slots=True)
+class TocEntry:
+    """One blog of a category in "In this issue"."""
+
+    name: str
+    anchor: str
+    count: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.count})"
+
+
+@dataclass(slots=True)
 class ArchiveView:
     post: PostView
     blog: str
     name: str
     homepage: str
     commentary: str
+    host: str = ""
 
 
 @dataclass(slots=True)
@@ -88,6 +104,29 @@ class IssueView:
     categories: list[CategoryView]
     archive: ArchiveView | None
     skipped_weeks: int
+    date: str = ""  # the issue's day, "1 Dec 2026"
+    accent: str = "#1a5fb4"
+    logo: Logo | None = None
+    postal_address: str = ""
+
+    @property
+    def host(self) -> str:
+        return host(self.base_url)
+
+    @property
+    def accent_dark(self) -> str:
+        return dark_accent(self.accent)
+
+    def toc(self, category: CategoryView) -> list[TocEntry]:
+        """The blogs of ``category`` with their post counts, in order of appearance."""
+        entries: dict[str, TocEntry] = {}
+        for block in category.blocks:
+            count = len(block.posts) + block.more
+            if block.blog in entries:
+                entries[block.blog].count += count
+            else:
+                entries[block.blog] = TocEntry(block.name, f"blog-{block.blog}", count)
+        return list(entries.values())
 
     @property
     def posts(self) -> int:
@@ -96,6 +135,24 @@ class IssueView:
     @property
     def shown(self) -> int:
         return sum(len(b.posts) for c in self.categories for b in c.blocks)
+
+
+DARK_PAPER = "#1f1e1b"  # the column in dark mode (base.html.j2)
+
+
+def dark_accent(accent: str) -> str:
+    """The accent lightened (mixed with white) until it reads at 4.5:1 on the dark column."""
+    rgb = [int(accent[i : i + 2], 16) for i in (1, 3, 5)]
+    for step in range(11):
+        mix = "#" + "".join(f"{round(c + (255 - c) * step / 10):02x}" for c in rgb)
+        if contrast(mix, DARK_PAPER) >= 4.6:
+            return mix
+    return "#ffffff"
+
+
+def host(url: str) -> str:
+    """The host a reader recognises: "www." dropped."""
+    return urlsplit(url).netloc.removeprefix("www.")
 
 
 def day(moment: datetime, zone: tzinfo) -> str:
@@ -162,6 +219,7 @@ def build_view(
                         commentary=""
                         if post.blog in commented or blog is None
                         else " ".join(blog.commentary.split()),
+                        host=host(blog.homepage if blog else post.url),
                     )
                 )
                 anchored.add(post.blog)
@@ -192,7 +250,11 @@ def build_view(
             blog=pick.blog,
             name=blog.name if blog else pick.blog,
             homepage=blog.homepage if blog else pick.url,
-            commentary=" ".join(blog.commentary.split()) if blog else "",
+            # Never twice in one issue: the blog's section above already carries it.
+            commentary=" ".join(blog.commentary.split())
+            if blog and pick.blog not in commented
+            else "",
+            host=host(blog.homepage if blog else pick.url),
         )
 
     view = IssueView(
@@ -210,6 +272,10 @@ def build_view(
         categories=views,
         archive=archive,
         skipped_weeks=issue.skipped_weeks,
+        date=day(issue.until, zone),
+        accent=blogs.newsletter.accent,
+        logo=blogs.newsletter.logo,
+        postal_address=" ".join(blogs.newsletter.postal_address.split()),
     )
     view.preheader = preheader(view)
     return view
