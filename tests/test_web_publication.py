@@ -7,92 +7,10 @@ HTML beside the content; the pages must be built from the content, with today's 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 
 from digest import subscribers
-from digest.models import Issue, IssuePost
-from digest.store import transaction
-from digest.store.issues import freeze_issue, set_issue_status
-from plugins.website import BASE, Web
-
-# What the mail as sent looked like: a greeting, personal links, the base URL of that day.
-SENT_HTML = (
-    "<!doctype html><html><body><p>Hello Ann,</p><p>You get Blogs I like because you subscribed"
-    ' at localhost:8000.</p><a href="http://localhost:8000/unsubscribe/SENTTOKENSENTTOKENSENT">'
-    "Unsubscribe</a></body></html>"
-)
-
-
-def _post(number: int, blog: str, category: str, n: int, **extra: str) -> IssuePost:
-    return IssuePost(
-        id=f"{blog}-{number:04x}{n:04x}",
-        title=f"{blog} post {n} of issue {number}",
-        url=f"https://{blog}.example/{number}/{n}.html",
-        blog=blog,
-        category=category,
-        date=datetime(2026, 11, 20, tzinfo=UTC) + timedelta(weeks=number),
-        excerpt=f"What {blog} wrote in post {n}.",
-        **extra,
-    )
-
-
-def freeze(web: Web, number: int, *, quiet: bool = False, intro: str = "") -> Issue:
-    since = datetime(2026, 11, 23, tzinfo=UTC) + timedelta(weeks=number)
-    posts = (
-        []
-        if quiet
-        else [
-            _post(number, "sander-dieleman", "ml", 1, note="Read this one *slowly*."),
-            _post(number, "sander-dieleman", "ml", 2, author="Guest <author>"),
-            _post(number, "lilianweng", "ml", 1),
-            _post(number, "xxiivv", "permacomputing", 1),
-        ]
-    )
-    pick = _post(number, "chris-olah", "ml", 9) if quiet else None
-    issue = Issue(
-        number=number,
-        subject=f"Blogs I like #{number}",
-        intro=intro,
-        since=since,
-        until=since + timedelta(weeks=1),
-        posts=posts,
-        archive_pick=pick,
-    )
-    with transaction(web.conn):
-        freeze_issue(web.conn, issue, html=SENT_HTML, text="text", status="sending", now=since)
-        set_issue_status(web.conn, number, "sent", sent_at=since + timedelta(hours=1))
-    return issue
-
-
-class Tags(HTMLParser):
-    """Every start tag with its attributes, and the page's text."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str]]] = []
-        self.text: list[str] = []
-        self.feed(html)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, {k: v or "" for k, v in attrs}))
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-    def find(self, tag: str, **want: str) -> list[dict[str, str]]:
-        return [
-            a
-            for t, a in self.tags
-            if t == tag and all(a.get(k.replace("_", "-")) == v for k, v in want.items())
-        ]
-
-    def classes(self, name: str) -> list[dict[str, str]]:
-        return [a for _, a in self.tags if name in a.get("class", "").split()]
-
-    def links(self) -> list[str]:
-        return [a["href"] for t, a in self.tags if t in ("a", "link") and "href" in a]
+from plugins.website import BASE, Tags, Web, freeze
 
 
 def _meta(page: Tags, key: str) -> str:

@@ -42,12 +42,23 @@ class ImportResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (feed URL, why)
 
 
-def export_opml(blogs: BlogsFile, states: dict[str, FeedState], *, now: datetime) -> str:
+def export_opml(
+    blogs: BlogsFile,
+    states: dict[str, FeedState],
+    *,
+    now: datetime,
+    commentary: bool = False,
+    owner_url: str | None = None,
+) -> str:
+    """``commentary``: each blog's commentary as its ``description`` (the web's /blogroll.opml);
+    ``owner_url``: the site publishing the list (OPML 2.0 ``ownerId``)."""
     root = ET.Element("opml", version="2.0")
     head = ET.SubElement(root, "head")
     ET.SubElement(head, "title").text = blogs.newsletter.title
     ET.SubElement(head, "dateCreated").text = format_datetime(now, usegmt=True)
     ET.SubElement(head, "ownerName").text = blogs.newsletter.curator
+    if owner_url:
+        ET.SubElement(head, "ownerId").text = owner_url
     body = ET.SubElement(root, "body")
     for category in blogs.categories:
         group = ET.SubElement(body, "outline", text=category.title, title=category.title)
@@ -57,6 +68,8 @@ def export_opml(blogs: BlogsFile, states: dict[str, FeedState], *, now: datetime
             attrs = {"text": blog.name, "title": blog.name, "htmlUrl": blog.homepage}
             if url:
                 attrs = {"type": "rss", **attrs, "xmlUrl": url}
+            if commentary and blog.commentary:
+                attrs["description"] = " ".join(blog.commentary.split())
             ET.SubElement(group, "outline", attrs)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -74,6 +74,12 @@ def newest_date(conn: sqlite3.Connection, blog: str) -> datetime | None:
     return parse_ts(row[0])
 
 
+def followed_since(conn: sqlite3.Connection) -> dict[str, datetime]:
+    """Each blog's earliest first_seen: when digest started following it."""
+    rows = conn.execute("SELECT blog, MIN(first_seen) FROM posts GROUP BY blog")
+    return {blog: moment for blog, seen in rows if (moment := parse_ts(seen)) is not None}
+
+
 def duplicates_between(
     conn: sqlite3.Connection, since: datetime, until: datetime
 ) -> list[tuple[Post, str]]:

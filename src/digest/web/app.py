@@ -120,6 +120,11 @@ def create_app(
         Route("/archive", public.archive, methods=["GET"]),
         Route("/archive/{number:int}", public.archived_issue, methods=["GET"]),
         Route("/feed.xml", public.feed, methods=["GET"]),
+        Route("/feed/{category}.xml", public.category_feed, methods=["GET"]),
+        Route("/blogroll.opml", public.blogroll, methods=["GET"]),
+        Route("/.well-known/recommendations.json", public.recommendations, methods=["GET"]),
+        Route("/sitemap.xml", public.sitemap, methods=["GET"]),
+        Route("/robots.txt", public.robots, methods=["GET"]),
         Route("/healthz", site.healthz, methods=["GET"]),
         Route("/style.css", site.stylesheet, methods=["GET"]),
     ]

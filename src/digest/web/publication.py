@@ -10,15 +10,21 @@ import sqlite3
 from dataclasses import dataclass
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
+from digest.feeds.opml import export_opml
+from digest.store.feeds import feed_states
 from digest.store.issues import ArchivedIssue, get_issue, list_issues, neighbours
-from digest.web.feed import atom_feed
+from digest.store.posts import followed_since
+from digest.web import discovery
+from digest.web.feed import FeedEntry, atom_feed
 from digest.web.issue_page import neighbour, web_view
 from digest.web.pages import Site
 
 Around = tuple[tuple[int, str] | None, tuple[int, str] | None]
 RECENT = 5  # past issues listed on the home page
+ATOM_TYPE = "application/atom+xml; charset=utf-8"
+CACHE = {"cache-control": "public, max-age=3600"}
 
 
 @dataclass
@@ -78,8 +84,71 @@ class Publication:
             form_token=self.site.token_for("subscribe"),
         )
 
+    def _entries(
+        self, issues: list[ArchivedIssue], categories: frozenset[str] | None = None
+    ) -> list[FeedEntry]:
+        site, out = self.site, []
+        template = site.env.get_template("issue_content.html")
+        for issue in issues:
+            page = web_view(
+                issue, site.blogs, base_url=site.settings.base_url, categories=categories
+            )
+            if categories is not None and not page.view.categories and not page.view.archive:
+                continue  # nothing of this category in that issue
+            content = template.render(page=page, view=page.view)
+            out.append(
+                FeedEntry(page.url, issue.subject, page.published, page.description, content)
+            )
+        return out
+
     async def feed(self, request: Request) -> Response:
         site = self.site
         issues = await site.db.run(list_issues)
-        body = atom_feed(issues, site.blogs, base_url=site.settings.base_url, now=site.clock())
-        return Response(body, media_type="application/atom+xml; charset=utf-8")
+        body = atom_feed(
+            self._entries(issues), site.blogs, base_url=site.settings.base_url, now=site.clock()
+        )
+        return Response(body, media_type=ATOM_TYPE)
+
+    async def category_feed(self, request: Request) -> Response:
+        site = self.site
+        category = site.blogs.category(request.path_params["category"])
+        if category is None:
+            return site.not_found("feed")
+        issues = await site.db.run(list_issues)
+        body = atom_feed(
+            self._entries(issues, frozenset({category.id})),
+            site.blogs,
+            base_url=site.settings.base_url,
+            now=site.clock(),
+            path=f"/feed/{category.id}.xml",
+            title=f"{site.blogs.newsletter.title}: {category.title}",
+            subtitle=category.description or None,
+        )
+        return Response(body, media_type=ATOM_TYPE)
+
+    async def blogroll(self, request: Request) -> Response:
+        site = self.site
+        states = await site.db.run(feed_states)
+        text = export_opml(
+            site.blogs,
+            states,
+            now=site.clock(),
+            commentary=True,
+            owner_url=f"{site.settings.base_url}/",
+        )
+        return Response(text, media_type="text/x-opml; charset=utf-8", headers=CACHE)
+
+    async def recommendations(self, request: Request) -> Response:
+        site = self.site
+        since = await site.db.run(followed_since)
+        body = discovery.recommendations(site.blogs, since, now=site.clock())
+        return Response(body, media_type="application/json", headers=CACHE)
+
+    async def sitemap(self, request: Request) -> Response:
+        issues = await self.site.db.run(list_issues)
+        body = discovery.sitemap(issues, base_url=self.site.settings.base_url)
+        return Response(body, media_type="application/xml; charset=utf-8", headers=CACHE)
+
+    async def robots(self, request: Request) -> Response:
+        text = discovery.robots(base_url=self.site.settings.base_url)
+        return PlainTextResponse(text, headers=CACHE)
