@@ -98,6 +98,10 @@ class Issue(BaseModel):
     posts: list[IssuePost]  # included posts, in display order within their category
     archive_pick: IssuePost | None = None
     skipped_weeks: int = 0  # quiet weeks rolled into this one
+    # blog id -> the curator's commentary this issue shows in full (issue/rhythm.py); the other
+    # featured blogs get their tagline. None: an issue frozen before this was recorded, which
+    # shows each blog's commentary once.
+    commentary: dict[str, str] | None = None
 
     def categories(self) -> list[str]:
         seen: list[str] = []

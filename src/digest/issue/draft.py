@@ -25,7 +25,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from digest.config import BlogsFile, Settings
 from digest.errors import DraftError
 from digest.files import OverBound, load_yaml, read_capped, write_hint
-from digest.issue import select
+from digest.issue import rhythm, select
 from digest.issue.validate import DraftFile, parse_ts_value, validate
 from digest.models import Issue, IssuePost
 from digest.store import feeds as store_feeds
@@ -158,7 +158,7 @@ def load_issue(settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection) -
             hint="move the file aside and run `digest draft`",
         )
     _, skipped = previous_cutoff(conn)
-    return Issue(
+    issue = Issue(
         number=number,
         subject=draft.subject,
         intro=draft.intro,
@@ -168,6 +168,9 @@ def load_issue(settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection) -
         archive_pick=draft.archive_pick,
         skipped_weeks=skipped,
     )
+    frozen = [archived.content for archived in store_issues.list_issues(conn)]
+    issue.commentary = rhythm.commentary_for(issue, blogs, frozen)
+    return issue
 
 
 def consume_draft(settings: Settings, number: int) -> None:

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 from markupsafe import Markup
 
-from digest.config import BlogsFile, Logo, contrast
+from digest.config import Blog, BlogsFile, Logo, contrast
+from digest.issue import rhythm
 from digest.models import Issue, IssuePost
 from digest.render import markdown
 from digest.render.text import shorten
@@ -47,8 +48,9 @@ class BlockView:
     name: str
     homepage: str
     anchor: str  # "" when an earlier block of the same blog already carries it
-    commentary: str  # "" after the blog's first appearance in the issue
+    commentary: str  # in full: "" unless this issue shows it (issue/rhythm.py), and only once
     host: str = ""  # "lilianweng.github.io": the quiet line beside the name
+    tagline: str = ""  # the blog's one line, when the commentary is not shown
     posts: list[PostView] = field(default_factory=list)
     more: int = 0  # posts collapsed into "and N more posts from BLOG"
 
@@ -86,6 +88,7 @@ class ArchiveView:
     homepage: str
     commentary: str
     host: str = ""
+    tagline: str = ""
 
 
 @dataclass(slots=True)
@@ -198,6 +201,24 @@ def build_view(
     order = {c.id: i for i, c in enumerate(blogs.categories)}
     posts = [p for p in issue.posts if _wanted(p, categories)]
 
+    if issue.commentary is not None:
+        full = issue.commentary
+    else:  # frozen before the rhythm was recorded: every blog's commentary, once
+        full = {
+            b: " ".join(blog.commentary.split())
+            for b in rhythm.featured_blogs(issue)
+            if (blog := blogs.blog(b)) is not None and blog.commentary.strip()
+        }
+
+    def words(blog_id: str, blog: Blog | None) -> tuple[str, str]:
+        """(commentary, tagline) for the blog's first block in this variant, ("", "") after."""
+        if blog_id in commented:
+            return "", ""
+        commented.add(blog_id)
+        if blog_id in full:
+            return full[blog_id], ""
+        return "", " ".join(blog.tagline.split()) if blog else ""
+
     commented: set[str] = set()
     anchored: set[str] = set()
     shown_per_blog: dict[str, int] = {}
@@ -210,20 +231,19 @@ def build_view(
             if not blocks or blocks[-1].blog != post.blog:
                 blog = blogs.blog(post.blog)
                 name = blog.name if blog else post.blog
+                commentary, tagline = words(post.blog, blog)
                 blocks.append(
                     BlockView(
                         blog=post.blog,
                         name=name,
                         homepage=blog.homepage if blog else post.url,
                         anchor="" if post.blog in anchored else f"blog-{post.blog}",
-                        commentary=""
-                        if post.blog in commented or blog is None
-                        else " ".join(blog.commentary.split()),
+                        commentary=commentary,
                         host=host(blog.homepage if blog else post.url),
+                        tagline=tagline,
                     )
                 )
                 anchored.add(post.blog)
-                commented.add(post.blog)
             block = blocks[-1]
             seen = shown_per_blog.get(post.blog, 0)
             if shape.per_blog is not None and seen >= shape.per_blog:
@@ -245,16 +265,16 @@ def build_view(
     if pick is not None and _wanted(pick, categories):
         blog = blogs.blog(pick.blog)
         name = blog.name if blog else pick.blog
+        # Never twice in one issue: a blog shown above says nothing again here.
+        commentary, tagline = words(pick.blog, blog)
         archive = ArchiveView(
             post=_post_view(pick, Shape(excerpt_limit=shape.excerpt_limit), zone, name),
             blog=pick.blog,
             name=blog.name if blog else pick.blog,
             homepage=blog.homepage if blog else pick.url,
-            # Never twice in one issue: the blog's section above already carries it.
-            commentary=" ".join(blog.commentary.split())
-            if blog and pick.blog not in commented
-            else "",
+            commentary=commentary,
             host=host(blog.homepage if blog else pick.url),
+            tagline=tagline,
         )
 
     view = IssueView(
