@@ -113,6 +113,21 @@ def test_subscribe_confirm_receive_unsubscribe_then_nothing(
         assert "Optimistic Underground" not in _text(bo_issue)  # Bo's sections only
         assert "XXIIVV" not in _text(bo_issue)
 
+        # "Read on the web" leads to the public page of the issue, the same for every reader.
+        archive = f"{BASE}/archive/1"
+        assert archive in _text(ann_issue) and archive in _text(bo_issue)
+        html = ann_issue.get_body(("html",))
+        assert html is not None
+        web_links = re.findall(
+            r'<a\b[^>]*href="([^"]+)"[^>]*>\s*Read on the web', html.get_content()
+        )
+        assert web_links and set(web_links) == {archive}
+        public = client.get(archive.removeprefix(BASE))
+        assert public.status_code == 200
+        assert f'<link rel="canonical" href="{archive}">' in public.text
+        assert "Sander Dieleman: post 0" in public.text and "Optimistic Underground" in public.text
+        assert ann not in public.text and bo not in public.text
+
         # The mail provider's one-click: POST to the List-Unsubscribe URL, bare.
         assert ann_issue["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         url = re.search(r"<(https://[^>]+)>", ann_issue["List-Unsubscribe"])
