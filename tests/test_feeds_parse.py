@@ -216,3 +216,42 @@ def test_invalid_json_feed() -> None:
         parse_feed(b"{nope", url="https://j/", headers={"content-type": "application/feed+json"})
     with pytest.raises(FeedError, match="jsonfeed.org"):
         parse_feed(b'{"items": []}', url="https://j/", headers={"content-type": "application/json"})
+
+
+def test_words_are_counted_from_full_content_only() -> None:
+    body = "<p>" + "word " * 600 + "</p><script>var not_words = 1 2 3;</script>"
+    parsed = parse_feed(
+        rss(
+            "<item><title>Full</title><link>https://b.example/1</link>"
+            "<description>A short summary.</description>"
+            f"<content:encoded><![CDATA[{body}]]></content:encoded></item>"
+            "<item><title>Summary only</title><link>https://b.example/2</link>"
+            f"<description>{'word ' * 600}</description></item>"
+        ).replace(
+            b"<rss version='2.0'>",
+            b"<rss version='2.0' xmlns:content='http://purl.org/rss/1.0/modules/content/'>",
+        ),
+        url="https://b.example/feed",
+        headers=RSS,
+    )
+    full, summary = parsed.entries
+    assert full.words == 600 and full.excerpt == "A short summary."
+    assert summary.words is None  # a summary says nothing about the post's length
+
+
+def test_json_feed_words_from_content_html_or_text() -> None:
+    feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "J",
+        "items": [
+            {"id": "1", "content_html": "<p>" + "a " * 460 + "</p>", "summary": "Short."},
+            {"id": "2", "content_text": "b " * 230},
+            {"id": "3", "summary": "Only a summary."},
+        ],
+    }
+    parsed = parse_feed(
+        json.dumps(feed).encode(),
+        url="https://j.example/feed.json",
+        headers={"content-type": "application/feed+json"},
+    )
+    assert [e.words for e in parsed.entries] == [460, 230, None]

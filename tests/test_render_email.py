@@ -254,17 +254,30 @@ def test_a_300_post_week_fits_the_budget_excerpts_first_then_collapsing(
     )
     assert encoded_size(html) <= HTML_BUDGET
     shown_x = html.count("xxiivv.example.org/posts/")
-    more = re.search(r"and (\d+) more posts from XXIIVV", html)
+    assert html.count('class="post"') <= 2 * 3  # max_posts_per_blog in full, the rest compact
+    more = re.search(r"(\d+) more in the web archive", html)
     assert more and shown_x + int(more.group(1)) == 280
+    assert "and 277 more from XXIIVV" in html and "and 277 more from XXIIVV:" in text
     assert f'href="{BASE}/archive/7#blog-xxiivv"' in html
-    assert f"and {more.group(1)} more posts from XXIIVV" in text
+    assert f"{more.group(1)} more in the web archive" in text
     assert UNSUB in html and lint(html, text, unsubscribe_url=UNSUB) == []
     # the web archive keeps everything: no budget
     full = render_issue(issue, blogs, base_url=BASE, budget=None)
     assert full.per_blog is None and full.shown == 300 and full.size > HTML_BUDGET
 
     # a middling week only loses excerpt length
-    middling = make_issue([make_post("xxiivv", "permacomputing", n) for n in range(150)])
+    blogs.newsletter.max_posts_per_blog = 50  # 150 posts in full, from three blogs
+    middling = make_issue(
+        [
+            make_post(b, c, n)
+            for b, c in (
+                ("xxiivv", "permacomputing"),
+                ("hundred-rabbits", "permacomputing"),
+                ("chris-olah", "ml"),
+            )
+            for n in range(50)
+        ]
+    )
     shaped = render_issue(middling, blogs, base_url=BASE)
     assert shaped.size <= HTML_BUDGET and shaped.per_blog is None
     assert shaped.excerpt_limit is not None and shaped.excerpt_limit < 300

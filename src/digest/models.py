@@ -22,6 +22,7 @@ class Entry:
     published: datetime | None  # UTC, as the feed claims it
     excerpt: str  # plain text, never HTML
     guid: str | None = None
+    words: int | None = None  # of the full content (reading time); None: only a summary
 
 
 @dataclass(slots=True)
@@ -36,6 +37,7 @@ class Post:
     published: datetime | None  # already clamped to first_seen
     first_seen: datetime
     excerpt: str
+    words: int | None = None  # of the full content (reading time); None: only a summary
 
     @property
     def date(self) -> datetime:
@@ -83,6 +85,7 @@ class IssuePost(BaseModel):
     date: datetime | None = None
     excerpt: str = ""
     note: str = ""  # the curator's Markdown
+    words: int | None = None  # of the full content; None: the feed gave only a summary
 
 
 class Issue(BaseModel):

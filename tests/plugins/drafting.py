@@ -66,7 +66,8 @@ def insert_post(
         published = first_seen
     cursor = conn.execute(
         "INSERT OR IGNORE INTO posts (id, blog, key, title, url, author, published, first_seen,"
-        " excerpt, backlog, duplicate_of, canonical) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " excerpt, backlog, duplicate_of, canonical, words)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             post_id,
             blog,
@@ -80,6 +81,7 @@ def insert_post(
             int(backlog),
             duplicate_of,
             entry.url,
+            entry.words,
         ),
     )
     return post_id if cursor.rowcount else None

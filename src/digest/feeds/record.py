@@ -121,13 +121,22 @@ def record_entries(
         if old is not None:
             claimed.add(old.id)
             published = _clamp(entry.published, old.first_seen)
-            if (old.key, old.title, old.url, old.author, old.published, old.excerpt) != (
+            if (
+                old.key,
+                old.title,
+                old.url,
+                old.author,
+                old.published,
+                old.excerpt,
+                old.words,
+            ) != (
                 entry.key,
                 entry.title,
                 entry.url,
                 entry.author,
                 published,
                 entry.excerpt,
+                entry.words,
             ):
                 store.update_post(
                     conn,
@@ -140,6 +149,7 @@ def record_entries(
                     author=entry.author,
                     published=published,
                     excerpt=entry.excerpt,
+                    words=entry.words,
                 )
                 out.updated += 1
             continue
@@ -161,6 +171,7 @@ def record_entries(
             published=_clamp(entry.published, now),
             first_seen=now,
             excerpt=entry.excerpt,
+            words=entry.words,
         )
         store.insert_post(
             conn,

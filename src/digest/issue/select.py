@@ -69,6 +69,7 @@ def issue_post(post: Post, blog: Blog) -> IssuePost:
         author=post.author,
         date=post.date,
         excerpt=post.excerpt,
+        words=post.words,
     )
 
 
@@ -150,6 +151,7 @@ def archive_candidates(
                     date=known.date if known else None,
                     excerpt=known.excerpt if known else "",
                     note=link.note,
+                    words=known.words if known else None,
                 )
             )
         for post in catalogue.get(blog.id, ()):

@@ -207,6 +207,7 @@ class _Checker:
                 date=stored.date if stored else None,
                 excerpt=stored.excerpt if stored else "",
                 note=note,
+                words=stored.words if stored else None,
             ),
             include,
         )

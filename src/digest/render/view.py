@@ -24,7 +24,8 @@ PREHEADER_CHARS = 140
 
 @dataclass(frozen=True, slots=True)
 class Shape:
-    """How much of the issue fits: excerpt length, then posts shown per blog."""
+    """How much of the issue fits: excerpt length, then posts listed per blog (in full or as
+    compact title links; the rest collapse into "and N more posts", linking to the archive)."""
 
     excerpt_limit: int | None = EXCERPT_CHARS
     per_blog: int | None = None
@@ -38,6 +39,7 @@ class PostView:
     excerpt: str
     note: str  # Markdown source (the text part renders it)
     note_html: Markup
+    date: str = ""  # "3 May 2024", for the compact title links
 
 
 @dataclass(slots=True)
@@ -51,8 +53,14 @@ class BlockView:
     commentary: str  # in full: "" unless this issue shows it (issue/rhythm.py), and only once
     host: str = ""  # "lilianweng.github.io": the quiet line beside the name
     tagline: str = ""  # the blog's one line, when the commentary is not shown
-    posts: list[PostView] = field(default_factory=list)
-    more: int = 0  # posts collapsed into "and N more posts from BLOG"
+    posts: list[PostView] = field(default_factory=list)  # in full: max_posts_per_blog at most
+    extra: list[PostView] = field(default_factory=list)  # the rest, as compact title links
+    more: int = 0  # posts collapsed into "and N more posts from BLOG" (the size budget)
+
+    @property
+    def rest(self) -> int:
+        """Posts beyond those in full: "and N more from BLOG"."""
+        return len(self.extra) + self.more
 
 
 @dataclass(slots=True)
@@ -64,7 +72,7 @@ class CategoryView:
 
     @property
     def count(self) -> int:
-        return sum(len(b.posts) + b.more for b in self.blocks)
+        return sum(len(b.posts) + b.rest for b in self.blocks)
 
 
 @dataclass(slots=True)
@@ -124,7 +132,7 @@ class IssueView:
         """The blogs of ``category`` with their post counts, in order of appearance."""
         entries: dict[str, TocEntry] = {}
         for block in category.blocks:
-            count = len(block.posts) + block.more
+            count = len(block.posts) + block.rest
             if block.blog in entries:
                 entries[block.blog].count += count
             else:
@@ -137,7 +145,7 @@ class IssueView:
 
     @property
     def shown(self) -> int:
-        return sum(len(b.posts) for c in self.categories for b in c.blocks)
+        return sum(len(b.posts) + len(b.extra) for c in self.categories for b in c.blocks)
 
 
 DARK_PAPER = "#1f1e1b"  # the column in dark mode (base.html.j2)
@@ -171,15 +179,30 @@ def _post_view(post: IssuePost, shape: Shape, zone: tzinfo, blog_name: str) -> P
     author = " ".join((post.author or "").split())
     if author.casefold() == blog_name.casefold():
         author = ""  # "Sander Dieleman · Sander Dieleman" says nothing twice
-    meta = " \u00b7 ".join(x for x in (author, day(post.date, zone) if post.date else "") if x)
+    date = day(post.date, zone) if post.date else ""
+    meta = " \u00b7 ".join(x for x in (author, date, reading_time(post.words)) if x)
     return PostView(
         title=" ".join(post.title.split()) or post.url,
         url=post.url,
         meta=meta,
         excerpt=shorten(post.excerpt, shape.excerpt_limit),
         note=post.note.strip(),
-        note_html=Markup(markdown.to_html(post.note)),
+        note_html=Markup(markdown.to_html(post.note)) if post.note.strip() else Markup(""),
+        date=date,
     )
+
+
+WORDS_PER_MINUTE = 230  # an adult reading prose on a screen
+# Fewer words than this: a teaser in the content element ("[…]", "Continue reading") or a
+# note-length post, where a reading time would mislead or say nothing.
+READING_TIME_FROM = 150
+
+
+def reading_time(words: int | None) -> str:
+    """'6 min read' from the full content's word count; '' when the feed gave only a summary."""
+    if words is None or words < READING_TIME_FROM:
+        return ""
+    return f"{max(1, round(words / WORDS_PER_MINUTE))} min read"
 
 
 def _wanted(post: IssuePost, categories: frozenset[str] | None) -> bool:
@@ -222,6 +245,7 @@ def build_view(
     commented: set[str] = set()
     anchored: set[str] = set()
     shown_per_blog: dict[str, int] = {}
+    in_full = blogs.newsletter.max_posts_per_blog
     views: list[CategoryView] = []
     # Categories in blogs.yaml order; posts in the curator's order within each.
     for cat_id in sorted({p.category for p in posts}, key=lambda c: (order.get(c, len(order)), c)):
@@ -250,7 +274,9 @@ def build_view(
                 block.more += 1
                 continue
             shown_per_blog[post.blog] = seen + 1
-            block.posts.append(_post_view(post, shape, zone, block.name))
+            entry = _post_view(post, shape, zone, block.name)
+            # A prolific blog (XXIIVV's 735-item feed) must not bury the others.
+            (block.posts if seen < in_full else block.extra).append(entry)
         views.append(
             CategoryView(
                 id=cat_id,

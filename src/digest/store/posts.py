@@ -11,7 +11,7 @@ from typing import Any
 from digest.models import Post
 from digest.store.db import parse_ts, ts, ts_or_none
 
-_COLUMNS = "id, blog, title, url, author, published, first_seen, excerpt"
+_COLUMNS = "id, blog, title, url, author, published, first_seen, excerpt, words"
 
 
 def _fields(row: sqlite3.Row) -> dict[str, Any]:
@@ -26,6 +26,7 @@ def _fields(row: sqlite3.Row) -> dict[str, Any]:
         "published": parse_ts(row["published"]),
         "first_seen": first_seen,
         "excerpt": row["excerpt"],
+        "words": row["words"],
     }
 
 
@@ -138,8 +139,8 @@ def insert_post(
 ) -> None:
     conn.execute(
         "INSERT INTO posts (id, blog, key, link_title, canonical, title, url, author,"
-        " published, first_seen, excerpt, backlog, duplicate_of)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " published, first_seen, excerpt, backlog, duplicate_of, words)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             post.id,
             post.blog,
@@ -154,6 +155,7 @@ def insert_post(
             post.excerpt,
             int(backlog),
             duplicate_of,
+            post.words,
         ),
     )
 
@@ -170,10 +172,22 @@ def update_post(
     author: str | None,
     published: datetime | None,
     excerpt: str,
+    words: int | None = None,
 ) -> None:
     """A post edited in place (or re-keyed after a GUID rewrite): same id, same first_seen."""
     conn.execute(
         "UPDATE posts SET key = ?, link_title = ?, canonical = ?, title = ?, url = ?, author = ?,"
-        " published = ?, excerpt = ? WHERE id = ?",
-        (key, link_title, canonical, title, url, author, ts_or_none(published), excerpt, post_id),
+        " published = ?, excerpt = ?, words = ? WHERE id = ?",
+        (
+            key,
+            link_title,
+            canonical,
+            title,
+            url,
+            author,
+            ts_or_none(published),
+            excerpt,
+            words,
+            post_id,
+        ),
     )

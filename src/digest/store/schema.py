@@ -199,4 +199,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX signup_mails_sent_at ON signup_mails (sent_at);
         """,
     ),
+    (
+        "posts: words",
+        """
+        -- Words of a post's full content, counted when parsed, for its reading time; NULL when
+        -- the feed carries only a summary (and for posts stored before this).
+        ALTER TABLE posts ADD COLUMN words INTEGER;
+        """,
+    ),
 ]
