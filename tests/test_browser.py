@@ -17,28 +17,11 @@ import pytest
 
 from digest.send.deliver import send_issue
 from digest.store import subscribers as subscribers_store
+from plugins.browser import ARTIFACTS, NEEDS_CHROMIUM, Chromium
 from plugins.smtp import Newsroom, free_port
 from plugins.website import digest_serve
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
 
 
 @pytest.fixture
@@ -68,50 +51,48 @@ def _mail_to(outbox: Path, address: str, timeout: float = 10.0) -> EmailMessage:
     raise AssertionError(f"no mail to {address} in {outbox}")
 
 
-def test_subscribe_confirm_unsubscribe_in_chromium(served: str, newsroom: Newsroom) -> None:
-    from playwright.sync_api import sync_playwright
-
+def test_subscribe_confirm_unsubscribe_in_chromium(
+    chromium: Chromium, served: str, newsroom: Newsroom
+) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(java_script_enabled=False)  # the pages need none
-            page.goto(f"{served}/")
-            assert page.title() == "Blogs I like"
-            page.screenshot(path=str(ARTIFACTS / "subscribe-page.png"), full_page=True)
+    page = chromium.fresh_page()  # JavaScript off: the pages need none
+    try:
+        page.goto(f"{served}/")
+        assert page.title() == "Blogs I like"
+        page.screenshot(path=str(ARTIFACTS / "subscribe-page.png"), full_page=True)
 
-            page.fill("#email", "Chrome.User@Example.org")
-            page.fill("#name", "Chrome User")
-            page.uncheck("input[name=categories][value=music]")
-            page.click("button[type=submit]")
-            assert page.locator("h1").inner_text() == "Check your inbox"
+        page.fill("#email", "Chrome.User@Example.org")
+        page.fill("#name", "Chrome User")
+        page.uncheck("input[name=categories][value=music]")
+        page.click("button[type=submit]")
+        assert page.locator("h1").inner_text() == "Check your inbox"
 
-            mail = _mail_to(newsroom.root / "outbox", "chrome.user@example.org")
-            body = mail.get_body(("plain",))
-            assert body is not None
-            link = re.search(rf"{re.escape(served)}/confirm/[\w-]+", body.get_content())
-            assert link, body.get_content()
-            page.goto(link[0])
-            assert page.locator("h1").inner_text() == "One more step"
-            page.click("text=Confirm my subscription")
-            assert page.locator("h1").inner_text() == "You are subscribed"
+        mail = _mail_to(newsroom.root / "outbox", "chrome.user@example.org")
+        body = mail.get_body(("plain",))
+        assert body is not None
+        link = re.search(rf"{re.escape(served)}/confirm/[\w-]+", body.get_content())
+        assert link, body.get_content()
+        page.goto(link[0])
+        assert page.locator("h1").inner_text() == "One more step"
+        page.click("text=Confirm my subscription")
+        assert page.locator("h1").inner_text() == "You are subscribed"
 
-            sub = subscribers_store.get_by_email(newsroom.conn, "chrome.user@example.org")
-            assert sub is not None and sub.status == "confirmed" and sub.name == "Chrome User"
-            assert sub.categories == {"permacomputing", "ml"}
+        sub = subscribers_store.get_by_email(newsroom.conn, "chrome.user@example.org")
+        assert sub is not None and sub.status == "confirmed" and sub.name == "Chrome User"
+        assert sub.categories == {"permacomputing", "ml"}
 
-            page.click("text=your preferences")
-            assert page.locator("h1").inner_text() == "Your preferences"
-            page.click("text=Unsubscribe from everything")
-            assert page.locator("h1").inner_text() == "You are unsubscribed"
-            sub = subscribers_store.get_by_email(newsroom.conn, "chrome.user@example.org")
-            assert sub is not None and sub.status == "unsubscribed"
+        page.click("text=your preferences")
+        assert page.locator("h1").inner_text() == "Your preferences"
+        page.click("text=Unsubscribe from everything")
+        assert page.locator("h1").inner_text() == "You are unsubscribed"
+        sub = subscribers_store.get_by_email(newsroom.conn, "chrome.user@example.org")
+        assert sub is not None and sub.status == "unsubscribed"
 
-            page.goto(f"{served}/archive")
-            page.click("text=#1")
-            assert page.url == f"{served}/archive/1"
-            page.screenshot(path=str(ARTIFACTS / "archived-issue.png"), full_page=True)
-        finally:
-            browser.close()
+        page.goto(f"{served}/archive")
+        page.click("text=#1")
+        assert page.url == f"{served}/archive/1"
+        page.screenshot(path=str(ARTIFACTS / "archived-issue.png"), full_page=True)
+    finally:
+        page.context.close()
     assert (ARTIFACTS / "subscribe-page.png").stat().st_size > 10_000
     assert (ARTIFACTS / "archived-issue.png").stat().st_size > 10_000
