@@ -18,7 +18,7 @@ from digest.render import markdown
 from digest.render.text import shorten
 
 # What subscribers see of a feed's excerpt when there is room: a taste, not the post.
-EXCERPT_CHARS = 300
+EXCERPT_CHARS = 240  # 2-4 lines in a 600 px column
 PREHEADER_CHARS = 140
 
 
@@ -156,7 +156,7 @@ def dark_accent(accent: str) -> str:
     rgb = [int(accent[i : i + 2], 16) for i in (1, 3, 5)]
     for step in range(11):
         mix = "#" + "".join(f"{round(c + (255 - c) * step / 10):02x}" for c in rgb)
-        if contrast(mix, DARK_PAPER) >= 4.6:
+        if contrast(mix, DARK_PAPER) >= 6.5:  # titles stay crisp, not a dull mid-tone
             return mix
     return "#ffffff"
 
