@@ -1,29 +1,8 @@
-"""The issue's email against caniemail.com's data (npm `@jsx-email/doiuse-email`, run by node):
-no feature it depends on is unsupported in Gmail, Outlook or Apple Mail (every client of those
-three in the data: webmail, desktop, iOS and Android).
-
-What the email may use although some of those clients lack it, and why:
-
-- anything inside a <style> element (`<style data-premailer="ignore">` included): `:hover`,
-  `@media` (small screens, `prefers-color-scheme`), class and type selectors, `!important`.
-  Gmail's web client drops the whole block for some accounts, so the mail must read well without
-  it: every style it needs is inlined. The lint runs on the mail with every <style> removed (the
-  screenshots email-*-nostyle.png of tests/test_a11y.py show that mail).
-- the preheader (the element of class "preheader"): it is hidden by several overlapping tricks
-  (`display:none`, `max-height:0`, `overflow:hidden`, `opacity:0`, `mso-hide:all`, a 1px font), so
-  a client that lacks one is covered by another.
-- `<body> element`: Outlook for macOS, iOS and Android replace <body> with a <div>. Allowed only
-  while the body's background colour is repeated on an element inside it (the outer wrapper), so
-  nothing is lost; `test_body_background_is_repeated_inside` checks that.
-- `role attribute`: Windows Mail ignores `role="presentation"` on the layout tables; a screen
-  reader there announces them as tables, and nothing changes on screen.
-- `Local anchors` (`href="#ml"`, the "In this issue" links), in Gmail for iOS and Outlook for iOS
-  and Android only: there a tap on one does nothing (caniemail's note "Clicking an anchor link
-  does nothing"), and the block still shows the whole issue at a glance. Where an anchor would
-  misbehave instead (open the webmail's home page or a broken URL), it is not allowed.
-
-Anything else reported as "not supported" fails, with the feature and the client. Features only
-"partially supported" are caniemail's warnings and do not fail.
+"""The issue's email against caniemail.com's data (npm `@jsx-email/doiuse-email`, run by node,
+through digest.render.caniemail): no feature it depends on is unsupported in Gmail, Outlook or
+Apple Mail. What the email may use although some of those clients lack it, and why, is in that
+module's doc: whatever sits in a <style> element, the preheader's hiding tricks, `<body>`,
+`role` on layout tables, and local anchors where a tap on one merely does nothing.
 
 The npm packages are pinned in tests/node/package-lock.json and installed by the first test that
 needs them into .cache/node/ (git-ignored) with `npm ci`; the tests skip, saying so, only when node
@@ -33,30 +12,21 @@ or npm is missing.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from digest.cli import main
+from digest.render import caniemail as lint
 from plugins.browser import PreviewEmail
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = Path(__file__).resolve().parent / "node"  # package.json, package-lock.json, lint.cjs
-NODE_DIR = ROOT / ".cache" / "node"
-CLIENTS = ["gmail.*", "outlook.*", "apple-mail.*"]
-# feature -> the clients it may be unsupported in (None: any of them), and why it may
-ALLOWED: dict[str, tuple[frozenset[str] | None, str]] = {
-    "<body> element": (None, "replaced by a <div>; its background is repeated inside"),
-    "role attribute": (None, "role=presentation ignored by Windows Mail: no change on screen"),
-    "Local anchors": (
-        frozenset({"gmail.ios", "outlook.ios", "outlook.android"}),
-        "caniemail's note 3 there: a tap does nothing; the block still lists the whole issue",
-    ),
-}
-ERROR = re.compile(r"`(?P<feature>.+)` is not supported by `(?P<client>[^`]+)`")
+PACKAGE = Path(__file__).resolve().parent / "node"  # package.json, package-lock.json
+NODE_DIR = ROOT / lint.NODE_MODULES.parent
 
 
 @pytest.fixture(scope="session")
@@ -86,30 +56,6 @@ def caniemail() -> Path:
     return NODE_DIR / "node_modules"
 
 
-def unsupported(html: str, modules: Path) -> list[str]:
-    """caniemail's "not supported" findings the email may not have (see the module's doc)."""
-    run = subprocess.run(
-        ["node", str(PACKAGE / "lint.cjs"), str(modules), *CLIENTS],
-        input=html,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, f"the caniemail lint failed:\n{run.stderr}"
-    errors: list[str] = json.loads(run.stdout)["errors"]
-    problems = []
-    for error in errors:
-        found = ERROR.fullmatch(error)
-        if found is None:
-            problems.append(error)
-            continue
-        clients = ALLOWED[found["feature"]][0] if found["feature"] in ALLOWED else frozenset()
-        if clients is not None and found["client"] not in clients:
-            problems.append(error)
-    return sorted(set(problems))
-
-
 def page(body: str, head: str = "") -> str:
     return f'<!DOCTYPE html><html lang="en"><head>{head}</head><body>{body}</body></html>'
 
@@ -117,7 +63,7 @@ def page(body: str, head: str = "") -> str:
 def test_issue_uses_only_features_gmail_outlook_and_apple_mail_support(
     caniemail: Path, preview_email: PreviewEmail
 ) -> None:
-    problems = unsupported(preview_email.html, caniemail)
+    problems = lint.unsupported(preview_email.html, caniemail)
     assert not problems, (
         "the email depends on features these clients lack (caniemail.com):\n" + "\n".join(problems)
     )
@@ -135,7 +81,7 @@ def test_body_background_is_repeated_inside(preview_email: PreviewEmail) -> None
 
 
 def test_lint_fails_on_unsupported_features(caniemail: Path) -> None:
-    problems = unsupported(
+    problems = lint.unsupported(
         page('<div style="display:grid"><p style="opacity:0.8">Hello</p></div>'), caniemail
     )
     assert "`display:grid` is not supported by `outlook.windows`" in problems
@@ -156,9 +102,39 @@ def test_style_block_and_preheader_are_progressive(caniemail: Path) -> None:
         'opacity:0; mso-hide:all">A preview line</div>'
     )
     body = preheader + '<p id="ml" style="color:#222">Hello <a href="#ml">there</a></p>'
-    assert unsupported(page(body, style), caniemail) == []
+    assert lint.unsupported(page(body, style), caniemail) == []
     # The same declarations outside the preheader are reported.
     visible = '<div style="display:none; overflow:hidden; opacity:0">Hidden?</div>'
-    problems = unsupported(page(visible), caniemail)
+    problems = lint.unsupported(page(visible), caniemail)
     assert "`opacity` is not supported by `gmail.mobile-webmail`" in problems
     assert "`overflow` is not supported by `outlook.windows`" in problems
+
+
+def test_check_names_each_problem_and_says_when_it_cannot_run(
+    caniemail: Path, tmp_path: Path
+) -> None:
+    html = page('<div style="display:grid">Hello</div>')
+    problems, skipped = lint.check(html, tmp_path)  # no .cache/node here
+    assert problems == [] and skipped is not None
+    assert "email client lint (caniemail) skipped" in skipped and "not installed" in skipped
+    (tmp_path / lint.NODE_MODULES).parent.mkdir(parents=True)
+    (tmp_path / lint.NODE_MODULES).symlink_to(caniemail)
+    problems, skipped = lint.check(html, tmp_path)
+    assert skipped is None
+    assert "`display:grid` is not supported by `outlook.windows` (caniemail.com)" in problems
+
+
+def test_preview_check_runs_the_lint(
+    caniemail: Path, tmp_path: Path, seeded_env: dict[str, str]
+) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["draft", "--no-fetch"], env=seeded_env).exit_code == 0
+    args = ["preview", "--out", str(tmp_path / "pv"), "--check"]
+    without = runner.invoke(main, args, env=seeded_env)  # the cwd is tmp_path: no .cache/node
+    assert without.exit_code == 0, without.output
+    assert "email client lint (caniemail) skipped" in without.output
+    (tmp_path / lint.NODE_MODULES).parent.mkdir(parents=True)
+    (tmp_path / lint.NODE_MODULES).symlink_to(caniemail)
+    checked = runner.invoke(main, args, env=seeded_env)
+    assert "skipped" not in checked.output
+    assert checked.exit_code == 0 and "check passed" in checked.output, checked.output

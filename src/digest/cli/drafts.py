@@ -112,6 +112,7 @@ def preview(
     """Render the current draft exactly as a subscriber gets it."""
     from digest.issue.draft import load_issue
     from digest.render import GMAIL_CLIP, HTML_BUDGET, encoded_size, render_issue
+    from digest.render.caniemail import check as email_clients
     from digest.render.lint import base_url_problems, lint, markdown_problems
     from digest.send.message import MessageTemplate, message_id
     from digest.send.transport import deliver_one
@@ -187,6 +188,10 @@ def preview(
         problems = lint(html, text, unsubscribe_url=unsubscribe_url)
         problems += markdown_problems(issue)
         problems += base_url_problems(settings.base_url, explicit=settings.base_url_set)
+        clients, skipped = email_clients(html, Path.cwd())
+        problems += clients
+        if skipped:
+            console.print(f"[yellow]{skipped}[/]", highlight=False)
         if problems:
             for problem in problems:
                 click.secho(f"check failed: {problem}", err=True, fg="red")
