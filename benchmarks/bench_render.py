@@ -110,7 +110,7 @@ def main() -> None:
     fill_s = statistics.median(rounds)
 
     # The reference: premailer for every subscriber, on the same template output.
-    raw = _html(build_view(issue, blogs, base_url=BASE))
+    raw = _html(build_view(issue, blogs, base_url=BASE), None)
     premailer_s = best_of(20, lambda: inline_css(raw))
 
     def verdict(value: float, target: float) -> str:
