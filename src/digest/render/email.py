@@ -125,7 +125,14 @@ def render_issue(
     view: IssueView | None = None
     shape = shapes[0]
     for position, shape in enumerate(shapes):
-        view = build_view(issue, blogs, base_url=base_url, categories=categories, shape=shape)
+        view = build_view(
+            issue,
+            blogs,
+            base_url=base_url,
+            categories=categories,
+            shape=shape,
+            in_full=blogs.newsletter.max_posts_per_blog,
+        )
         raw = _html(view, templates)
         last = position == len(shapes) - 1
         if budget is not None and ratio is not None and not last:

@@ -216,8 +216,12 @@ def build_view(
     base_url: str,
     categories: frozenset[str] | None = None,
     shape: Shape = Shape(),
+    in_full: int | None = None,
 ) -> IssueView:
-    """The variant of ``issue`` for subscribers of ``categories`` (None: every category)."""
+    """The variant of ``issue`` for subscribers of ``categories`` (None: every category).
+
+    ``in_full``: posts per blog shown in full, the rest as compact title links (the email
+    passes ``max_posts_per_blog``); None: every post in full (the web archive's page)."""
     zone = blogs.newsletter.schedule.tz
     base_url = base_url.rstrip("/")
     archive_url = f"{base_url}/archive/{issue.number}"
@@ -245,7 +249,6 @@ def build_view(
     commented: set[str] = set()
     anchored: set[str] = set()
     shown_per_blog: dict[str, int] = {}
-    in_full = blogs.newsletter.max_posts_per_blog
     views: list[CategoryView] = []
     # Categories in blogs.yaml order; posts in the curator's order within each.
     for cat_id in sorted({p.category for p in posts}, key=lambda c: (order.get(c, len(order)), c)):
@@ -276,7 +279,7 @@ def build_view(
             shown_per_blog[post.blog] = seen + 1
             entry = _post_view(post, shape, zone, block.name)
             # A prolific blog (XXIIVV's 735-item feed) must not bury the others.
-            (block.posts if seen < in_full else block.extra).append(entry)
+            (block.posts if in_full is None or seen < in_full else block.extra).append(entry)
         views.append(
             CategoryView(
                 id=cat_id,
