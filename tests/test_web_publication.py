@@ -215,3 +215,6 @@ def test_home_before_the_first_issue(web: Web) -> None:
     html = web.client.get("/").text
     assert "The first issue is on its way." in html
     assert "In this issue" not in html
+    text = _visible(html)
+    assert text.count("curated by The curator") == 1
+    assert text.count("Blogs I like") == 2  # the h1 and the consent line
