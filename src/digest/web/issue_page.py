@@ -2,8 +2,9 @@
 
 The page is built from the Issue kept in the ``issues`` table, never from the frozen mail HTML:
 that copy greets a subscriber, carries their links and keeps the base URL of the day it was sent.
-The grouping (categories, blocks, commentary once) is render/view.py's, called as the email
-calls it, with links from the current DIGEST_BASE_URL.
+The grouping (categories, blocks, commentary as the issue showed it, "In this issue") is
+render/view.py's, called as the email calls it but with every post in full, and with links from
+the current DIGEST_BASE_URL.
 """
 
 from __future__ import annotations
@@ -21,26 +22,6 @@ DESCRIPTION_CHARS = 200  # OpenGraph and feed summaries: a sentence or two
 
 
 @dataclass(frozen=True, slots=True)
-class BlogCount:
-    name: str
-    anchor: str  # the id of the blog's first block on the issue page
-    posts: int
-
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    """One line of "In this issue": a category, its blogs and how many posts each."""
-
-    id: str
-    title: str
-    blogs: tuple[BlogCount, ...]
-
-    @property
-    def posts(self) -> int:
-        return sum(b.posts for b in self.blogs)
-
-
-@dataclass(frozen=True, slots=True)
 class Neighbour:
     number: int
     subject: str
@@ -53,7 +34,6 @@ class IssuePage:
     published: datetime
     url: str  # canonical
     description: str
-    sections: tuple[Section, ...]
 
 
 def web_view(
@@ -70,27 +50,7 @@ def web_view(
         published=issue.sent_at or issue.created_at,
         url=f"{base}/archive/{issue.number}",
         description=describe(view, blogs),
-        sections=sections(view),
     )
-
-
-def sections(view: IssueView) -> tuple[Section, ...]:
-    """Each category with its blogs (in order of first appearance) and their post counts."""
-    out: list[Section] = []
-    for category in view.categories:
-        counts: dict[str, int] = {}
-        names: dict[str, str] = {}
-        for block in category.blocks:
-            counts[block.blog] = counts.get(block.blog, 0) + len(block.posts) + block.more
-            names.setdefault(block.blog, block.name)
-        out.append(
-            Section(
-                id=category.id,
-                title=category.title,
-                blogs=tuple(BlogCount(names[b], f"blog-{b}", n) for b, n in counts.items()),
-            )
-        )
-    return tuple(out)
 
 
 def describe(view: IssueView, blogs: BlogsFile) -> str:

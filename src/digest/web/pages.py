@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from jinja2 import Environment, StrictUndefined
 from starlette.datastructures import FormData
@@ -25,7 +24,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from digest import resources, subscribers
 from digest.config import BlogsFile, Settings
 from digest.render.text import shorten
-from digest.render.view import day
+from digest.render.view import day, host
 from digest.store.db import ts
 from digest.web.database import Database, check_writable
 from digest.web.mailer import Mailer
@@ -55,11 +54,6 @@ class Limits:
     # POST /subscribe never answers sooner than this, whatever it did: with the mail sent in
     # the background, the remaining database work differs by microseconds; this hides it.
     subscribe_floor: float = 0.2
-
-
-def host(url: str) -> str:
-    """The host a reader recognises: "www." dropped."""
-    return urlsplit(url).netloc.removeprefix("www.")
 
 
 def form_text(form: FormData, key: str) -> str:
