@@ -53,6 +53,15 @@ def test_feed_carries_each_issue_in_full(web: Web) -> None:
     assert SENT_HTML not in body
 
 
+def test_feeds_carry_the_latest_twenty_issues(web: Web) -> None:
+    for number in range(1, 23):
+        freeze(web, number)
+    for path in ("/feed.xml", "/feed/ml.xml"):
+        feed = ET.fromstring(_get(web, path, "application/atom+xml"))
+        ids = [e.findtext(f"{ATOM}id") for e in _entries(feed)]
+        assert ids == [f"{BASE}/archive/{n}" for n in range(22, 2, -1)], path
+
+
 def test_feed_per_category(web: Web) -> None:
     freeze(web, 1)
     freeze(web, 2, quiet=True)  # its archive pick is in ml

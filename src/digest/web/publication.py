@@ -24,6 +24,9 @@ from digest.web.pages import Site
 Around = tuple[tuple[int, str] | None, tuple[int, str] | None]
 RECENT = 5  # past issues listed on the home page
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
+# Entries per feed: each carries a whole issue, so the feed stays small; the archive and the
+# sitemap list every issue.
+FEED_ENTRIES = 20
 CACHE = {"cache-control": "public, max-age=3600"}
 
 
@@ -87,9 +90,12 @@ class Publication:
     def _entries(
         self, issues: list[ArchivedIssue], categories: frozenset[str] | None = None
     ) -> list[FeedEntry]:
-        site, out = self.site, []
+        site = self.site
+        out: list[FeedEntry] = []
         template = site.env.get_template("issue_content.html")
         for issue in issues:
+            if len(out) == FEED_ENTRIES:
+                break
             page = web_view(
                 issue, site.blogs, base_url=site.settings.base_url, categories=categories
             )
