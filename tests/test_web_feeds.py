@@ -80,6 +80,9 @@ def test_feed_per_category(web: Web) -> None:
     music = ET.fromstring(_get(web, "/feed/music.xml", "application/atom+xml"))
     assert _entries(music) == []
     assert web.client.get("/feed/nope.xml").status_code == 404
+    listing = Tags(web.client.get("/archive").text)
+    for category in web.blogs.categories:
+        assert listing.find("a", href=f"{BASE}/feed/{category.id}.xml")
     # Each feed is announced in the page head.
     head = Tags(web.client.get("/").text)
     feeds = [a["href"] for a in head.find("link", rel="alternate", type="application/atom+xml")]
