@@ -1,4 +1,5 @@
-"""The web side: signup with double opt-in, one-click unsubscribe, preferences, the archive.
+"""The web side: signup with double opt-in, one-click unsubscribe, preferences (subscribing),
+and the public publication: home, archive pages, Atom feeds, blogroll, sitemap (publication).
 
 Starlette is used only in this package; ``create_app`` is the one entry point.
 """
