@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from digest import subscribers
+from digest.render.view import dark_accent
 from plugins.website import BASE, Tags, Web, freeze
 
 
@@ -218,3 +219,15 @@ def test_home_before_the_first_issue(web: Web) -> None:
     text = _visible(html)
     assert text.count("curated by The curator") == 1
     assert text.count("Blogs I like") == 2  # the h1 and the consent line
+
+
+def test_pages_take_the_newsletters_accent(web: Web) -> None:
+    accent = web.blogs.newsletter.accent
+    css = web.client.get("/accent.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert f"--accent: {accent};" in css.text
+    assert f"--accent: {dark_accent(accent)};" in css.text.split("prefers-color-scheme: dark")[1]
+    for path in ("/", "/archive"):
+        page = Tags(web.client.get(path).text)
+        sheets = [a["href"] for a in page.find("link", rel="stylesheet")]
+        assert sheets == [f"{BASE}/style.css", f"{BASE}/accent.css"], path  # the accent wins

@@ -127,6 +127,7 @@ def create_app(
         Route("/robots.txt", public.robots, methods=["GET"]),
         Route("/healthz", site.healthz, methods=["GET"]),
         Route("/style.css", site.stylesheet, methods=["GET"]),
+        Route("/accent.css", site.accent_stylesheet, methods=["GET"]),
     ]
     app = App(
         routes=routes,

@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from digest import resources, subscribers
 from digest.config import BlogsFile, Settings
 from digest.render.text import shorten
-from digest.render.view import day, host
+from digest.render.view import dark_accent, day, host
 from digest.store.db import ts
 from digest.web.database import Database, check_writable
 from digest.web.mailer import Mailer
@@ -80,6 +80,7 @@ class Site:
     ip_limiter: RateLimiter = field(init=False)
     address_limiter: RateLimiter = field(init=False)
     css: bytes = field(init=False)
+    accent_css: bytes = field(init=False)
     origin: str = field(init=False)
     health_checked: float = field(init=False, default=float("-inf"))
     health_error: str | None = field(init=False, default=None)
@@ -109,9 +110,14 @@ class Site:
         )
         self.ip_limiter = RateLimiter(self.limits.per_ip, self.limits.ip_window)
         self.address_limiter = RateLimiter(self.limits.per_address, self.limits.address_window)
-        # The accent is the curator's (blogs.yaml); the rest of the palette is the stylesheet's.
-        accent = f":root {{ --accent: {newsletter.accent}; }}\n".encode()
-        self.css = accent + resources.read_bytes("web", "style.css", self.settings.templates)
+        self.css = resources.read_bytes("web", "style.css", self.settings.templates)
+        # The curator's accent (blogs.yaml), lightened for dark mode as the email does; served
+        # after style.css, which stays a plain file a curator can replace (DIGEST_TEMPLATES).
+        light, dark = newsletter.accent, dark_accent(newsletter.accent)
+        self.accent_css = (
+            f":root {{ --accent: {light}; }}\n"
+            f"@media (prefers-color-scheme: dark) {{ :root {{ --accent: {dark}; }} }}\n"
+        ).encode()
         self.origin = origin_of(self.settings.base_url)
 
     # --- helpers ---------------------------------------------------------------------------
@@ -194,6 +200,13 @@ class Site:
     async def stylesheet(self, request: Request) -> Response:
         return Response(
             self.css, media_type="text/css", headers={"cache-control": "public, max-age=3600"}
+        )
+
+    async def accent_stylesheet(self, request: Request) -> Response:
+        return Response(
+            self.accent_css,
+            media_type="text/css",
+            headers={"cache-control": "public, max-age=3600"},
         )
 
     # --- errors ----------------------------------------------------------------------------
