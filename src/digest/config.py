@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     fetch_concurrency: int = Field(default=64, ge=1)
     fetch_per_host: int = Field(default=2, ge=1)
     fetch_max_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
+    # URLs from other people's feeds (images) may reach loopback, private and link-local
+    # addresses: for tests and intranets only (digest/net.py).
+    allow_private_targets: bool = False
 
     @field_validator("base_url")
     @classmethod
@@ -309,6 +312,9 @@ class Newsletter(_Strict):
     postal_address: str = ""  # shown in the footer (CAN-SPAM asks for one)
     commentary: Literal["first", "always"] = "first"
     max_posts_per_blog: int = Field(default=3, ge=1, le=50)
+    # off: no images; cached: each post's thumbnail from its feed, fetched once at draft time,
+    # resized and served from DIGEST_BASE_URL/images/ (digest/images.py)
+    images: Literal["off", "cached"] = "off"
 
     @field_validator("accent", mode="before")
     @classmethod
