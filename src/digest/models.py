@@ -23,6 +23,8 @@ class Entry:
     excerpt: str  # plain text, never HTML
     guid: str | None = None
     words: int | None = None  # of the full content (reading time); None: only a summary
+    image: str | None = None  # the thumbnail the feed names: absolute http(s) URL
+    image_alt: str | None = None  # its alt text, when the feed's <img> carries one
 
 
 @dataclass(slots=True)
@@ -38,6 +40,8 @@ class Post:
     first_seen: datetime
     excerpt: str
     words: int | None = None  # of the full content (reading time); None: only a summary
+    image: str | None = None  # the thumbnail the feed names: absolute http(s) URL
+    image_alt: str | None = None
 
     @property
     def date(self) -> datetime:
@@ -71,6 +75,18 @@ class Subscriber:
     token: str  # opaque public token for unsubscribe and preferences links
 
 
+class Thumbnail(BaseModel):
+    """A post's image as digest serves it: ``/images/<key>.<ext>``, stored in the database."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str  # sha256 of the source URL, hex (store/images.py)
+    ext: str  # jpg | png
+    width: int  # CSS pixels as shown (the stored image is twice that, for retina screens)
+    height: int
+    alt: str  # the feed's alt text, else the post's title
+
+
 class IssuePost(BaseModel):
     """A post as it appears in an issue (and in the draft YAML, plus `include`)."""
 
@@ -86,6 +102,7 @@ class IssuePost(BaseModel):
     excerpt: str = ""
     note: str = ""  # the curator's Markdown
     words: int | None = None  # of the full content; None: the feed gave only a summary
+    image: Thumbnail | None = None  # newsletter.images: cached, and the image was fetched
 
 
 class Issue(BaseModel):

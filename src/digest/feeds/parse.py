@@ -27,6 +27,7 @@ import feedparser.api
 import feedparser.mixin
 
 from digest.errors import FeedError
+from digest.feeds import thumbnail
 from digest.feeds.text import EXCERPT_CHARS, clip, excerpt, html_to_text, squash
 from digest.models import Entry
 
@@ -185,6 +186,7 @@ def _entry(item: Any, feed_url: str) -> Entry | None:
     if not title and not link and not text:
         return None
     guid = str(get(item, "id") or "").strip() or None
+    image = thumbnail.from_feedparser(item, link or feed_url)
     return Entry(
         key=identity(guid, link, title, published),
         title=title or "(untitled)",
@@ -194,6 +196,8 @@ def _entry(item: Any, feed_url: str) -> Entry | None:
         excerpt=clip(text),
         guid=guid,
         words=_content_words(get(item, "content")),
+        image=image[0] if image else None,
+        image_alt=image[1] if image else None,
     )
 
 
@@ -334,6 +338,7 @@ def _json_entry(item: dict[str, Any], feed_url: str) -> Entry | None:
         return None
     authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
     names = [str(a.get("name")) for a in authors if isinstance(a, dict) and a.get("name")]
+    image = thumbnail.from_json_item(item, link or feed_url)
     return Entry(
         key=identity(guid, link, title, published),
         title=title or "(untitled)",
@@ -343,6 +348,8 @@ def _json_entry(item: dict[str, Any], feed_url: str) -> Entry | None:
         excerpt=excerpt(text),
         guid=guid,
         words=words,
+        image=image[0] if image else None,
+        image_alt=image[1] if image else None,
     )
 
 

@@ -129,6 +129,8 @@ def record_entries(
                 old.published,
                 old.excerpt,
                 old.words,
+                old.image,
+                old.image_alt,
             ) != (
                 entry.key,
                 entry.title,
@@ -137,6 +139,8 @@ def record_entries(
                 published,
                 entry.excerpt,
                 entry.words,
+                entry.image,
+                entry.image_alt,
             ):
                 store.update_post(
                     conn,
@@ -150,6 +154,8 @@ def record_entries(
                     published=published,
                     excerpt=entry.excerpt,
                     words=entry.words,
+                    image=entry.image,
+                    image_alt=entry.image_alt,
                 )
                 out.updated += 1
             continue
@@ -172,6 +178,8 @@ def record_entries(
             first_seen=now,
             excerpt=entry.excerpt,
             words=entry.words,
+            image=entry.image,
+            image_alt=entry.image_alt,
         )
         store.insert_post(
             conn,

@@ -11,7 +11,9 @@ from typing import Any
 from digest.models import Post
 from digest.store.db import parse_ts, ts, ts_or_none
 
-_COLUMNS = "id, blog, title, url, author, published, first_seen, excerpt, words"
+_COLUMNS = (
+    "id, blog, title, url, author, published, first_seen, excerpt, words, image, image_alt"
+)
 
 
 def _fields(row: sqlite3.Row) -> dict[str, Any]:
@@ -27,6 +29,8 @@ def _fields(row: sqlite3.Row) -> dict[str, Any]:
         "first_seen": first_seen,
         "excerpt": row["excerpt"],
         "words": row["words"],
+        "image": row["image"],
+        "image_alt": row["image_alt"],
     }
 
 
@@ -139,8 +143,8 @@ def insert_post(
 ) -> None:
     conn.execute(
         "INSERT INTO posts (id, blog, key, link_title, canonical, title, url, author,"
-        " published, first_seen, excerpt, backlog, duplicate_of, words)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " published, first_seen, excerpt, backlog, duplicate_of, words, image, image_alt)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             post.id,
             post.blog,
@@ -156,6 +160,8 @@ def insert_post(
             int(backlog),
             duplicate_of,
             post.words,
+            post.image,
+            post.image_alt,
         ),
     )
 
@@ -173,11 +179,13 @@ def update_post(
     published: datetime | None,
     excerpt: str,
     words: int | None = None,
+    image: str | None = None,
+    image_alt: str | None = None,
 ) -> None:
     """A post edited in place (or re-keyed after a GUID rewrite): same id, same first_seen."""
     conn.execute(
         "UPDATE posts SET key = ?, link_title = ?, canonical = ?, title = ?, url = ?, author = ?,"
-        " published = ?, excerpt = ?, words = ? WHERE id = ?",
+        " published = ?, excerpt = ?, words = ?, image = ?, image_alt = ? WHERE id = ?",
         (
             key,
             link_title,
@@ -188,6 +196,8 @@ def update_post(
             ts_or_none(published),
             excerpt,
             words,
+            image,
+            image_alt,
             post_id,
         ),
     )

@@ -207,4 +207,28 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE posts ADD COLUMN words INTEGER;
         """,
     ),
+    (
+        "posts: thumbnail; images",
+        """
+        -- The image a post's feed names (media:thumbnail, media:content, an image enclosure or
+        -- the content's first <img>) and its alt text: a URL only, fetched when the curator
+        -- sets newsletter.images: cached.
+        ALTER TABLE posts ADD COLUMN image TEXT;
+        ALTER TABLE posts ADD COLUMN image_alt TEXT;
+        -- Thumbnails fetched, resized and re-encoded by digest (digest/images.py), served at
+        -- /images/<key>.<ext>, so readers' mail clients never contact the blogs' hosts. One
+        -- row per source URL (key: sha256 of it); a failed fetch keeps its reason and no
+        -- bytes, so it is not tried again on every draft.
+        CREATE TABLE images (
+            key          TEXT PRIMARY KEY,
+            url          TEXT NOT NULL,
+            content_type TEXT,            -- image/jpeg | image/png; NULL when it failed
+            width        INTEGER,         -- pixels stored (2x the width shown)
+            height       INTEGER,
+            data         BLOB,
+            error        TEXT,            -- why it was skipped, for the curator's feed health
+            fetched_at   TEXT NOT NULL
+        );
+        """,
+    ),
 ]
