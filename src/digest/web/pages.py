@@ -114,9 +114,11 @@ class Site:
         # The curator's accent (blogs.yaml), lightened for dark mode as the email does; served
         # after style.css, which stays a plain file a curator can replace (DIGEST_TEMPLATES).
         light, dark = newsletter.accent, dark_accent(newsletter.accent)
+        # Links and buttons take it too, as in the mail: one colour for the whole publication.
         self.accent_css = (
-            f":root {{ --accent: {light}; }}\n"
-            f"@media (prefers-color-scheme: dark) {{ :root {{ --accent: {dark}; }} }}\n"
+            f":root {{ --accent: {light}; --link: {light}; --button: {light}; }}\n"
+            "@media (prefers-color-scheme: dark) {"
+            f" :root {{ --accent: {dark}; --link: {dark}; --button: {dark}; }} }}\n"
         ).encode()
         self.origin = origin_of(self.settings.base_url)
 
