@@ -170,6 +170,10 @@ def load_issue(settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection) -
     )
     frozen = [archived.content for archived in store_issues.list_issues(conn)]
     issue.commentary = rhythm.commentary_for(issue, blogs, frozen)
+    if blogs.newsletter.images == "cached":
+        from digest.images import attach_thumbnails  # stored at draft time: no network here
+
+        attach_thumbnails(issue, conn)
     return issue
 
 
@@ -261,6 +265,30 @@ def _set_readonly(doc: CommentedMap, key: str, value: Any, *, after: str | None 
         doc.insert(position, key, value)
 
 
+def _image_health(
+    settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection, ids: list[str], now: datetime
+) -> list[select.HealthNote]:
+    """newsletter.images: cached: fetch the thumbnails of the draft's posts now (the step that
+    already uses the network: preview and send stay offline); say which were skipped."""
+    if blogs.newsletter.images != "cached":
+        return []
+    from digest.images import cache_thumbnails
+
+    posts = store_posts.get_posts(conn, ids)
+    notes = []
+    for skipped in cache_thumbnails(settings, conn, posts.values(), now=now):
+        blog = blogs.blog(skipped.post.blog)
+        name = blog.name if blog else skipped.post.blog
+        notes.append(
+            select.HealthNote(
+                skipped.post.blog,
+                "image",
+                f"{name}: no thumbnail for \u201c{skipped.post.title}\u201d: {skipped.reason}",
+            )
+        )
+    return notes
+
+
 def refresh_draft(
     settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection, *, now: datetime
 ) -> DraftSummary:
@@ -303,6 +331,8 @@ def refresh_draft(
             exclude=[p.url for p in fresh],
         )
         pick = select.pick_archive(number, highlights, back)
+        ids = [p.id for p in fresh] + ([pick.id] if pick else [])
+        health += _image_health(settings, blogs, conn, ids, now)
         doc = _new_document(number, window, blogs, fresh, pick, health)
         added = fresh
     else:
@@ -317,6 +347,10 @@ def refresh_draft(
         for post in added:
             categories = [str(e.get("category")) for e in entries]
             entries.insert(select.insertion_index(categories, post.category, order), _entry(post))
+        ids = [p.id for p in fresh] + [p.id for p, included in existing.posts if included]
+        if existing.archive_pick is not None:
+            ids.append(existing.archive_pick.id)
+        health += _image_health(settings, blogs, conn, list(dict.fromkeys(ids)), now)
         _set_readonly(doc, "until", ts(window.until), after="since")
         _set_readonly(doc, "feed_health", _health_list(health))
     _write(path, doc)

@@ -189,7 +189,7 @@ class FeedStateLike(Protocol):
     def last_success(self) -> datetime | None: ...
 
 
-HealthKind = Literal["failing", "gone", "dormant", "duplicate", "unfetched"]
+HealthKind = Literal["failing", "gone", "dormant", "duplicate", "unfetched", "image"]
 
 
 @dataclass(frozen=True, slots=True)
