@@ -14,7 +14,7 @@ curator adds by hand gets its image on the next `digest draft`.
 
 Size: the email's text column is 600 px less 2 x 32 px padding = 536 CSS px. A thumbnail is
 shown that wide (narrower sources at their own width, never upscaled past it), stored at 2x
-(1072 px) for retina screens; tall images are cropped to 4:3 around their centre, panoramas
+(1072 px) for retina screens; tall images are cropped to 3:2 around their centre, panoramas
 to 3:1, so one picture never fills a phone's screen. JPEG for photos, PNG when the image has
 transparency: what every mail client shows (WebP and AVIF are not).
 
@@ -31,6 +31,7 @@ import sqlite3
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -48,7 +49,7 @@ from digest.store import posts as store_posts
 SHOWN_WIDTH = 536  # CSS px: the email's 600 px column less its 32 px side padding
 SCALE = 2  # stored at 2x for retina screens
 MIN_WIDTH, MIN_HEIGHT = 120, 80  # smaller: a tracking pixel, an icon or an emoji
-TALLEST = 3 / 4  # height / width: taller is cropped around the centre
+TALLEST = 2 / 3  # height / width: taller (3:2 and up) is cropped around the centre
 WIDEST = 3.0  # width / height: wider is cropped too
 MAX_PIXELS = 40_000_000  # a 40 MP photo decodes in ~120 MB; more is refused before decoding
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP")  # decoders tried: no exotic formats from strangers
@@ -158,6 +159,18 @@ async def _fetch_all(settings: Settings, urls: list[str]) -> dict[str, Resized |
     return out
 
 
+def _run_fetch(settings: Settings, urls: list[str]) -> dict[str, Resized | str]:
+    """_fetch_all to completion, from sync code; in a thread of its own when this thread
+    already runs an event loop (asyncio.run refuses to nest: Playwright's sync API, a job
+    started from async code)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_fetch_all(settings, urls))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-images") as pool:
+        return pool.submit(lambda: asyncio.run(_fetch_all(settings, urls))).result()
+
+
 @dataclass(frozen=True, slots=True)
 class Skipped:
     post: Post
@@ -179,7 +192,7 @@ def cache_thumbnails(
         or (row.error is not None and now - row.fetched_at >= RETRY_AFTER)
     ]
     if due:
-        for url, result in asyncio.run(_fetch_all(settings, due)).items():
+        for url, result in _run_fetch(settings, due).items():
             if isinstance(result, Resized):
                 store.save_image(
                     conn,

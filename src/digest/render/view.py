@@ -31,6 +31,16 @@ class Shape:
     per_blog: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ImageView:
+    """A post's thumbnail, served by digest: one URL for every reader (never a tracking pixel)."""
+
+    src: str  # DIGEST_BASE_URL/images/<key>.<ext>
+    width: int  # CSS pixels
+    height: int
+    alt: str
+
+
 @dataclass(slots=True)
 class PostView:
     title: str
@@ -40,6 +50,7 @@ class PostView:
     note: str  # Markdown source (the text part renders it)
     note_html: Markup
     date: str = ""  # "3 May 2024", for the compact title links
+    image: ImageView | None = None  # newsletter.images: cached, and the image was fetched
 
 
 @dataclass(slots=True)
@@ -175,7 +186,9 @@ def date_range(since: datetime, until: datetime, zone: tzinfo) -> str:
     return f"{day(since, zone)} \u2013 {day(until, zone)}"
 
 
-def _post_view(post: IssuePost, shape: Shape, zone: tzinfo, blog_name: str) -> PostView:
+def _post_view(
+    post: IssuePost, shape: Shape, zone: tzinfo, blog_name: str, base_url: str = ""
+) -> PostView:
     author = " ".join((post.author or "").split())
     if author.casefold() == blog_name.casefold():
         author = ""  # "Sander Dieleman · Sander Dieleman" says nothing twice
@@ -189,6 +202,19 @@ def _post_view(post: IssuePost, shape: Shape, zone: tzinfo, blog_name: str) -> P
         note=post.note.strip(),
         note_html=Markup(markdown.to_html(post.note)) if post.note.strip() else Markup(""),
         date=date,
+        image=_image_view(post, base_url),
+    )
+
+
+def _image_view(post: IssuePost, base_url: str) -> ImageView | None:
+    image = post.image
+    if image is None or not base_url:
+        return None
+    return ImageView(
+        src=f"{base_url}/images/{image.key}.{image.ext}",
+        width=image.width,
+        height=image.height,
+        alt=" ".join(image.alt.split()),
     )
 
 
@@ -277,7 +303,7 @@ def build_view(
                 block.more += 1
                 continue
             shown_per_blog[post.blog] = seen + 1
-            entry = _post_view(post, shape, zone, block.name)
+            entry = _post_view(post, shape, zone, block.name, base_url)
             # A prolific blog (XXIIVV's 735-item feed) must not bury the others.
             (block.posts if in_full is None or seen < in_full else block.extra).append(entry)
         views.append(
@@ -297,7 +323,9 @@ def build_view(
         # Never twice in one issue: a blog shown above says nothing again here.
         commentary, tagline = words(pick.blog, blog)
         archive = ArchiveView(
-            post=_post_view(pick, Shape(excerpt_limit=shape.excerpt_limit), zone, name),
+            post=_post_view(
+                pick, Shape(excerpt_limit=shape.excerpt_limit), zone, name, base_url
+            ),
             blog=pick.blog,
             name=blog.name if blog else pick.blog,
             homepage=blog.homepage if blog else pick.url,

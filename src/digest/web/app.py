@@ -119,6 +119,7 @@ def create_app(
         Route("/preferences/{token}", reader.preferences, methods=["POST"]),
         Route("/archive", public.archive, methods=["GET"]),
         Route("/archive/{number:int}", public.archived_issue, methods=["GET"]),
+        Route("/images/{name}", public.image, methods=["GET"]),
         Route("/feed.xml", public.feed, methods=["GET"]),
         Route("/feed/{category}.xml", public.category_feed, methods=["GET"]),
         Route("/blogroll.opml", public.blogroll, methods=["GET"]),

@@ -6,6 +6,7 @@ DIGEST_BASE_URL, so the archive follows the site when it moves.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from digest.feeds.opml import export_opml
 from digest.store.feeds import feed_states
+from digest.store.images import EXTENSIONS, image_bytes
 from digest.store.issues import ArchivedIssue, get_issue, list_issues, neighbours
 from digest.store.posts import followed_since
 from digest.web import discovery
@@ -28,6 +30,10 @@ ATOM_TYPE = "application/atom+xml; charset=utf-8"
 # sitemap list every issue.
 FEED_ENTRIES = 20
 CACHE = {"cache-control": "public, max-age=3600"}
+# A thumbnail's name is a hash of its source URL, and a stored thumbnail is never replaced:
+# mail clients and proxies may keep it for a year.
+IMAGE_NAME = re.compile(r"([0-9a-f]{32})\.(jpg|png)")
+IMAGE_CACHE = {"cache-control": "public, max-age=31536000, immutable"}
 
 
 @dataclass
@@ -86,6 +92,17 @@ class Publication:
             next=neighbour(after, base),
             form_token=self.site.token_for("subscribe"),
         )
+
+    async def image(self, request: Request) -> Response:
+        """A post's thumbnail (digest/images.py), from the database, the same for everyone."""
+        match = IMAGE_NAME.fullmatch(request.path_params["name"])
+        if match is None:
+            return self.site.not_found("image")
+        key, ext = match[1], match[2]
+        found = await self.site.db.run(lambda conn: image_bytes(conn, key))
+        if found is None or EXTENSIONS.get(found[0]) != ext:
+            return self.site.not_found("image")
+        return Response(found[1], media_type=found[0], headers=IMAGE_CACHE)
 
     def _entries(
         self, issues: list[ArchivedIssue], categories: frozenset[str] | None = None
