@@ -79,7 +79,8 @@ def test_a_duplicate_blog_id_names_the_second_entry_and_its_line(blogs_yaml: Pat
     text = blogs_yaml.read_text()
     assert "      - name: Chris Olah\n" in text
     blogs_yaml.write_text(text.replace("      - name: Chris Olah\n", "      - name: XXIIVV\n"))
-    line = blogs_yaml.read_text().splitlines().index("      - name: XXIIVV", 40) + 1
+    lines = blogs_yaml.read_text().splitlines()
+    line = lines.index("      - name: XXIIVV", lines.index("      - name: XXIIVV") + 1) + 1
     with pytest.raises(ConfigError) as caught:
         load_blogs(blogs_yaml)
     message = str(caught.value)
