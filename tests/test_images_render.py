@@ -140,6 +140,12 @@ def test_email_shows_each_thumbnail_sized_with_alt(imaged: Imaged) -> None:
     assert "127.0.0.1" not in imaged.html
 
 
+def test_preview_check_finds_nothing_wrong_with_the_thumbnails(imaged: Imaged) -> None:
+    result = CliRunner().invoke(main, ["preview", "--check", "--out", "out2"], env=imaged.env)
+    assert "image:" not in result.output, result.output
+    assert result.exit_code == 0, result.output
+
+
 def test_serve_answers_images_from_the_database(imaged: Imaged) -> None:
     settings = Settings(blogs=imaged.blogs_yaml, db=imaged.db, base_url=BASE)
     app = create_app(settings, load_blogs(imaged.blogs_yaml), imaged.db)
