@@ -31,10 +31,9 @@ from aiosmtpd.controller import Controller
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table  # noqa: E402
-from bench_send import free_port, prepare  # noqa: E402
+from bench_send import POOL, env_for, free_port, prepare  # noqa: E402
 
 N = 2_000
-POOL = 4
 STOPS = 5
 DELAY = 0.003
 
@@ -58,18 +57,7 @@ class Counting:
 
 def digest_send(folder: Path, port: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(
-        {
-            "DIGEST_BLOGS": str(folder / "blogs.yaml"),
-            "DIGEST_DB": str(folder / "digest.db"),
-            "DIGEST_DRAFTS": str(folder / "drafts"),
-            "DIGEST_BASE_URL": "https://digest.example.org",
-            "DIGEST_SMTP_HOST": "127.0.0.1",
-            "DIGEST_SMTP_PORT": str(port),
-            "DIGEST_SMTP_SECURITY": "none",
-            "DIGEST_SMTP_POOL": str(POOL),
-        }
-    )
+    env.update(env_for(folder, port))
     return subprocess.Popen(
         [sys.executable, "-m", "digest", "send", "--yes"],
         env=env,

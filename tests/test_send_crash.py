@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.store import deliveries, issues
+from digest.store import deliveries
 from plugins.disks import fill, sh
 from plugins.smtp import Newsroom, SmtpServer
 
@@ -44,42 +44,6 @@ def _wait_for(server: SmtpServer, count: int, proc: subprocess.Popen[str], limit
     while len(server.messages) < count and proc.poll() is None:
         assert time.monotonic() < deadline, "the sender made no progress"
         time.sleep(0.005)
-
-
-def test_kill_9_at_random_points_then_resume_delivers_each_once(
-    newsroom: Newsroom, smtp_server: SmtpServer
-) -> None:
-    newsroom.add_posts(1)
-    newsroom.draft()
-    addresses = newsroom.subscribe_many(150)
-    smtp_server.handler.delay = 0.01
-    rng = random.Random()
-    kills = 0
-    for _ in range(3):
-        proc = _digest(newsroom, smtp_server, "send", "--yes")
-        # Kill after a random number of further messages: before, during or after a batch commit.
-        target = len(smtp_server.messages) + rng.randint(1, 40)
-        _wait_for(smtp_server, target, proc, 30)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.communicate(timeout=30)
-    assert kills >= 2
-    assert len(smtp_server.messages) < 150 + 40  # the kills did land mid-send
-
-    proc = _digest(newsroom, smtp_server, "send", "--yes")
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    stored = newsroom.deliveries()
-    got = smtp_server.message_ids()
-    assert sorted(got) == sorted(addresses)  # none missing
-    for address in addresses:
-        status, message_id, _ = stored[address]
-        assert status == "sent"
-        # Copies resent after a kill carry the same Message-ID: one message per receiver.
-        assert set(got[address]) == {message_id}
-    archived = issues.get_issue(newsroom.conn, 1)
-    assert archived is not None and archived.status == "sent"
 
 
 def test_two_senders_at_once_one_refuses_naming_the_holder(
