@@ -16,6 +16,7 @@ issues suppress an address, policy refusals never do.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -157,20 +158,22 @@ def claim(
     return claimed, len(skipped)
 
 
-def gone_since_claim(conn: sqlite3.Connection, job: Claimed) -> str | None:
-    """Why a claimed row must not be sent after all (its subscriber left or was suppressed
-    since the claim), or None. Two primary-key lookups, made right before each message."""
-    row = conn.execute(
-        "SELECT s.status, EXISTS (SELECT 1 FROM suppressions x WHERE x.email = ?)"
-        " FROM subscribers s WHERE s.id = ?",
-        (job.email, job.subscriber_id),
-    ).fetchone()
-    if row is None:
-        return "not sent: subscriber deleted"
-    status, suppressed = row
-    if status != "confirmed" or suppressed:
-        return f"not sent: subscriber {status}"
-    return None
+def gone_since_claim(conn: sqlite3.Connection, jobs: Sequence[Claimed]) -> dict[int, str]:
+    """Of these claimed rows, those whose subscriber left or was suppressed since the claim:
+    rowid -> why it is not sent."""
+    if not jobs:
+        return {}
+    rows = conn.execute(
+        "SELECT d.rowid, s.status, EXISTS (SELECT 1 FROM suppressions x WHERE x.email = d.email)"
+        " FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id"
+        " WHERE d.rowid IN (SELECT value FROM json_each(?))",
+        (json.dumps([job.rowid for job in jobs]),),
+    ).fetchall()
+    return {
+        rowid: f"not sent: subscriber {status or 'deleted'}"
+        for rowid, status, suppressed in rows
+        if status != "confirmed" or suppressed
+    }
 
 
 def record(conn: sqlite3.Connection, outcomes: Iterable[Outcome], *, now: datetime) -> None:
