@@ -39,6 +39,13 @@ def _digest(
     )
 
 
+def _issue_for(room: Newsroom, n: int) -> list[str]:
+    """A drafted issue and ``n`` confirmed subscribers; their addresses."""
+    room.add_posts(1)
+    room.draft()
+    return room.subscribe_many(n)
+
+
 def _wait_for(server: SmtpServer, count: int, proc: subprocess.Popen[str], limit: float) -> None:
     deadline = time.monotonic() + limit
     while len(server.messages) < count and proc.poll() is None:
@@ -49,9 +56,7 @@ def _wait_for(server: SmtpServer, count: int, proc: subprocess.Popen[str], limit
 def test_two_senders_at_once_one_refuses_naming_the_holder(
     newsroom: Newsroom, smtp_server: SmtpServer
 ) -> None:
-    newsroom.add_posts(1)
-    newsroom.draft()
-    addresses = newsroom.subscribe_many(40)
+    addresses = _issue_for(newsroom, 40)
     # The server holds every message at DATA until the second sender has had its say, so the
     # first is provably mid-send however slowly the machine starts processes.
     smtp_server.handler.gate = threading.Event()
@@ -78,9 +83,7 @@ def _stop_at_random_points(
 ) -> tuple[list[str], int]:
     """2 000 subscribers, a server answering in about 3 ms; `digest send --yes` stopped with
     `sig` `stops` times at random points, then run to the end. Returns (addresses, stops)."""
-    room.add_posts(1)
-    room.draft()
-    addresses = room.subscribe_many(2000)
+    addresses = _issue_for(room, 2000)
     server.handler.delay = 0.003
     rng = random.Random()
     landed = 0
@@ -143,9 +146,7 @@ def test_kill_9_resends_at_most_the_message_in_flight_on_each_connection(
 def test_a_stop_while_the_server_holds_the_messages_ends_after_the_grace(
     newsroom: Newsroom, smtp_server: SmtpServer
 ) -> None:
-    newsroom.add_posts(1)
-    newsroom.draft()
-    addresses = newsroom.subscribe_many(50)
+    addresses = _issue_for(newsroom, 50)
     smtp_server.handler.hang_after = 10
     proc = _digest(newsroom, smtp_server, "send", "--yes", DIGEST_STOP_GRACE="1")
     deadline = time.monotonic() + 30
@@ -172,9 +173,7 @@ def test_a_stop_while_the_server_holds_the_messages_ends_after_the_grace(
 def test_a_stalled_server_trips_the_breaker_and_frees_the_lock(
     newsroom: Newsroom, smtp_server: SmtpServer
 ) -> None:
-    newsroom.add_posts(1)
-    newsroom.draft()
-    addresses = newsroom.subscribe_many(300)
+    addresses = _issue_for(newsroom, 300)
     smtp_server.handler.hang_after = 20
     started = time.monotonic()
     proc = _digest(newsroom, smtp_server, "send", "--yes", DIGEST_SMTP_TIMEOUT="0.3")
@@ -201,9 +200,7 @@ def test_serve_with_scheduler_stopped_mid_send_finishes_what_is_in_flight(
 ) -> None:
     from plugins.smtp import free_port
 
-    newsroom.add_posts(1)
-    newsroom.draft()
-    addresses = newsroom.subscribe_many(2000)
+    addresses = _issue_for(newsroom, 2000)
     smtp_server.handler.delay = 0.003
     # A send stopped early leaves the issue half-sent: the scheduler's first tick resumes it.
     first = _digest(newsroom, smtp_server, "send", "--yes")
@@ -235,9 +232,7 @@ def test_a_disk_filling_up_mid_send_stops_it_and_costs_at_most_the_messages_in_f
 ) -> None:
     room = Newsroom(tmp_path, blogs_yaml, small_disk / "digest.db")
     try:
-        room.add_posts(1)
-        room.draft()
-        addresses = room.subscribe_many(400)
+        addresses = _issue_for(room, 400)
         smtp_server.handler.delay = 0.005
         proc = _digest(room, smtp_server, "send", "--yes")
         _wait_for(smtp_server, 20, proc, 60)
