@@ -64,11 +64,6 @@ class StopRequest:
         with self._lock:
             self.signum, self.hurry = None, False
 
-    def check(self) -> None:
-        """Raise ``Stopped`` if a stop was asked for (between steps of a job)."""
-        if self.signum is not None:
-            raise Stopped(self.signum)
-
     @contextmanager
     def deferred(self) -> Iterator[StopRequest]:
         """Within: a signal only sets the flag (the send loop polls it). Signal handlers run

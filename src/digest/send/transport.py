@@ -53,10 +53,6 @@ class Reply:
         return self.code == 0 or 400 <= self.code < 500
 
     @property
-    def permanent(self) -> bool:
-        return self.code >= 500
-
-    @property
     def bounce(self) -> Bounce | None:
         """What the refusal says about the reader (RFC 3463 classes; None: accepted)."""
         return classify(self.code, self.text)

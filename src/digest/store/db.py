@@ -153,6 +153,14 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
+def select_in(conn: sqlite3.Connection, sql: str, keys: Sequence[str]) -> Iterator[sqlite3.Row]:
+    """The rows of ``sql``, which ends in ``IN ({marks})``, for every key: 500 keys a query, under
+    SQLite's limit on bound parameters."""
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+
+
 def write_one(conn: sqlite3.Connection, sql: str, params: Sequence[object]) -> None:
     """One statement outside ``transaction``: in autocommit mode SQLite commits it on its own
     before returning, a third of the cost of BEGIN ... COMMIT (the send loop's hot path)."""

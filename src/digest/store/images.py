@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from digest.store.db import parse_ts, transaction, ts
+from digest.store.db import parse_ts, select_in, transaction, ts
 
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 
@@ -51,13 +51,8 @@ def _stored(row: sqlite3.Row) -> StoredImage:
 
 
 def get_images(conn: sqlite3.Connection, keys: list[str]) -> dict[str, StoredImage]:
-    out: dict[str, StoredImage] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        for row in conn.execute(f"SELECT {_COLUMNS} FROM images WHERE key IN ({marks})", chunk):
-            out[row["key"]] = _stored(row)
-    return out
+    sql = f"SELECT {_COLUMNS} FROM images WHERE key IN ({{marks}})"
+    return {row["key"]: _stored(row) for row in select_in(conn, sql, keys)}
 
 
 def image_bytes(conn: sqlite3.Connection, key: str) -> tuple[str, bytes] | None:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from digest.models import Post
-from digest.store.db import parse_ts, ts, ts_or_none
+from digest.store.db import parse_ts, select_in, ts, ts_or_none
 
 _COLUMNS = (
     "id, blog, title, url, author, published, first_seen, excerpt, words, image, image_alt"
@@ -49,14 +49,8 @@ def posts_between(conn: sqlite3.Connection, since: datetime, until: datetime) ->
 
 
 def get_posts(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, Post]:
-    wanted = list(ids)
-    out: dict[str, Post] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        for row in conn.execute(f"SELECT {_COLUMNS} FROM posts WHERE id IN ({marks})", chunk):
-            out[row["id"]] = _post(row)
-    return out
+    sql = f"SELECT {_COLUMNS} FROM posts WHERE id IN ({{marks}})"
+    return {row["id"]: _post(row) for row in select_in(conn, sql, list(ids))}
 
 
 def catalogue(conn: sqlite3.Connection, blog: str) -> list[Post]:
