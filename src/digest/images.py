@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import sqlite3
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable
@@ -45,6 +44,7 @@ from digest.models import Issue, IssuePost, Post, Thumbnail
 from digest.net import FetchError, get, new_client
 from digest.store import images as store
 from digest.store import posts as store_posts
+from digest.store.db import Connection
 
 SHOWN_WIDTH = 536  # CSS px: the email's 600 px column less its 32 px side padding
 SCALE = 2  # stored at 2x for retina screens
@@ -178,7 +178,7 @@ class Skipped:
 
 
 def cache_thumbnails(
-    settings: Settings, conn: sqlite3.Connection, posts: Iterable[Post], *, now: datetime
+    settings: Settings, conn: Connection, posts: Iterable[Post], *, now: datetime
 ) -> list[Skipped]:
     """Fetch and store the thumbnails of ``posts`` not stored yet (failures: after a day);
     returns the posts whose image was skipped, and why, for the draft's feed health."""
@@ -224,7 +224,7 @@ def thumbnail(row: store.StoredImage, alt: str) -> Thumbnail | None:
     return Thumbnail(key=row.key, ext=row.ext, width=width, height=height, alt=alt)
 
 
-def attach_thumbnails(issue: Issue, conn: sqlite3.Connection) -> None:
+def attach_thumbnails(issue: Issue, conn: Connection) -> None:
     """Give each post of ``issue`` its stored thumbnail (alt: the feed's, else the title)."""
     entries: list[IssuePost] = [*issue.posts]
     if issue.archive_pick is not None:

@@ -6,7 +6,6 @@ the newsletter's reply-to address and never lets a failed report hide the origin
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -16,7 +15,7 @@ from digest.config import BlogsFile, Settings
 from digest.errors import DigestError
 from digest.send.summary import SendSummary
 from digest.send.transactional import send_mail
-from digest.store.db import log_event
+from digest.store.db import Connection, log_event
 
 
 @dataclass(slots=True)
@@ -118,7 +117,7 @@ def policy_refusals(refusals: Sequence[str], *, target: str) -> Report:
 
 
 def send_report(
-    settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection, report: Report
+    settings: Settings, blogs: BlogsFile, conn: Connection, report: Report
 ) -> bool:
     """Mail the curator; on failure record it in the events log instead of raising."""
     newsletter = blogs.newsletter

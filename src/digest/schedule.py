@@ -9,7 +9,6 @@ these functions what is due, so a machine that slept or was off catches up on th
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ from digest.config import WEEKDAYS, BlogsFile, Schedule, Settings, load_blogs
 from digest.errors import DigestError, LockedError
 from digest.send.deliver import send_issue
 from digest.store import connect, deliveries, parse_ts, runs, transaction, ts, utcnow
-from digest.store.db import get_meta, set_meta
+from digest.store.db import Connection, get_meta, set_meta
 
 
 def _local_slot(schedule: Schedule, day: datetime) -> datetime:
@@ -112,7 +111,7 @@ class Scheduler:
         finally:
             conn.close()
 
-    def _tick(self, blogs: BlogsFile, conn: sqlite3.Connection, now: datetime) -> list[str]:
+    def _tick(self, blogs: BlogsFile, conn: Connection, now: datetime) -> list[str]:
         from digest import weekly
 
         newsletter = blogs.newsletter
@@ -171,12 +170,12 @@ def _needs_run(run: runs.Run | None, now: datetime) -> bool:
     return run.finished_at is None or now >= run.finished_at + RETRY_FAILED_AFTER
 
 
-def _reviewed(conn: sqlite3.Connection, slot: datetime) -> bool:
+def _reviewed(conn: Connection, slot: datetime) -> bool:
     run = runs.get_run(conn, slot)
     return run is not None and run.reviewed_at is not None
 
 
-def _retry_due(conn: sqlite3.Connection, now: datetime) -> bool:
+def _retry_due(conn: Connection, now: datetime) -> bool:
     last = parse_ts(get_meta(conn, "deferred_retried"))
     return last is None or now >= last + RETRY_DEFERRED_EVERY
 

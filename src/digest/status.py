@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +13,7 @@ from digest.store import deliveries, runs
 from digest.store import feeds as feeds_store
 from digest.store import issues as issues_store
 from digest.store import subscribers as subscribers_store
+from digest.store.db import Connection
 from digest.weekly import held_issue
 
 
@@ -30,7 +30,7 @@ def _when(moment: datetime | None, blogs: BlogsFile) -> dict[str, str] | None:
 
 
 def status(
-    settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection, *, now: datetime
+    settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime
 ) -> dict[str, Any]:
     newsletter = blogs.newsletter
     last = issues_store.last_issue(conn)

@@ -7,7 +7,6 @@ sending keeps its own lock, so a manual `digest send` and the job never both sen
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_bytes
@@ -25,7 +24,7 @@ from digest.send.deliver import SendSummary, send_issue, sending_issue
 from digest.send.lock import job_lock
 from digest.store import deliveries, runs, transaction
 from digest.store import issues as issues_store
-from digest.store.db import get_meta, log_event, set_meta
+from digest.store.db import Connection, get_meta, log_event, set_meta
 
 HOLD_KEY = "hold"
 
@@ -49,7 +48,7 @@ class WeeklyOutcome:
 # --- hold and release ----------------------------------------------------------------------
 
 
-def held_issue(conn: sqlite3.Connection) -> int | None:
+def held_issue(conn: Connection) -> int | None:
     """The issue on hold, if it is still to be sent. A hold on an issue that went out since
     (a manual `digest send`) is spent: `digest release` must not send the next draft."""
     value = get_meta(conn, HOLD_KEY)
@@ -58,7 +57,7 @@ def held_issue(conn: sqlite3.Connection) -> int | None:
     return int(value)
 
 
-def hold(conn: sqlite3.Connection) -> int:
+def hold(conn: Connection) -> int:
     """Keep the next issue from going out at its slot; returns its number.
 
     The hold names the issue number, not a draft file: placed before the draft exists, it
@@ -70,7 +69,7 @@ def hold(conn: sqlite3.Connection) -> int:
     return number
 
 
-def release(conn: sqlite3.Connection) -> int | None:
+def release(conn: Connection) -> int | None:
     """Lift the hold; returns the issue it held (None if nothing was held)."""
     number = held_issue(conn)
     with transaction(conn):
@@ -86,7 +85,7 @@ def release(conn: sqlite3.Connection) -> int | None:
 def run_once(
     settings: Settings,
     blogs: BlogsFile,
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     now: datetime,
     slot: datetime | None = None,
@@ -113,7 +112,7 @@ def run_once(
 
 
 def _job(
-    settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection, *, now: datetime
+    settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime
 ) -> WeeklyOutcome:
     gathered = gather_sync(settings, blogs, conn, now=now)
     if sending_issue(conn) is not None:
@@ -179,7 +178,7 @@ def require_base_url(settings: Settings) -> None:
 def _nothing(
     settings: Settings,
     blogs: BlogsFile,
-    conn: sqlite3.Connection,
+    conn: Connection,
     gathered: GatherReport,
     drafted: DraftSummary | None,
     now: datetime,
@@ -198,7 +197,7 @@ def _nothing(
 
 
 def _report_trouble(
-    settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection, result: WeeklyOutcome
+    settings: Settings, blogs: BlogsFile, conn: Connection, result: WeeklyOutcome
 ) -> None:
     mails = [
         report.failing_feeds(
@@ -217,7 +216,7 @@ def _report_trouble(
 def review(
     settings: Settings,
     blogs: BlogsFile,
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     now: datetime,
     slot: datetime,

@@ -6,7 +6,6 @@ mistakes a user can fix.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -20,7 +19,7 @@ from digest.errors import DigestError
 from digest.files import WRITE_ERRNOS, write_hint
 from digest.send.stop import Stopped, handle_stops
 from digest.store import connect
-from digest.store.db import store_error
+from digest.store.db import Connection, DbError, store_error
 
 
 class App:
@@ -30,7 +29,7 @@ class App:
         self.settings = settings
         self.console = Console(highlight=False)
         self._blogs: BlogsFile | None = None
-        self._db: sqlite3.Connection | None = None
+        self._db: Connection | None = None
 
     @property
     def blogs(self) -> BlogsFile:
@@ -39,7 +38,7 @@ class App:
         return self._blogs
 
     @property
-    def db(self) -> sqlite3.Connection:
+    def db(self) -> Connection:
         if self._db is None:
             self._db = connect(self.settings.db)
         return self._db
@@ -70,7 +69,7 @@ class _Group(click.Group):
                 return super().invoke(ctx)
         except DigestError as exc:
             raise CliError(exc) from None
-        except sqlite3.Error as exc:  # a write outside `transaction`, which converts its own
+        except DbError as exc:  # a write outside `transaction`, which converts its own
             app = ctx.find_object(App)
             error = store_error(exc, app.settings.db if app else "the database")
             if error is None:

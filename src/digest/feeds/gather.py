@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ from digest.feeds.parse import ParsedFeed
 from digest.feeds.pool import FeedParser
 from digest.feeds.record import Duplicate, Recorded, record_entries
 from digest.store import feeds as feed_store
-from digest.store.db import log_event, transaction
+from digest.store.db import Connection, DbError, log_event, transaction
 from digest.store.posts import newest_date
 
 # REFERENCE.md section 1: Cache-Control / Expires are honoured within [1 h, 7 d]; Retry-After
@@ -132,7 +131,7 @@ class _Limits:
 class _Run:
     settings: Settings
     newsletter_lookback: timedelta
-    conn: sqlite3.Connection
+    conn: Connection
     client: httpx.AsyncClient
     limits: _Limits
     parser: FeedParser
@@ -144,7 +143,7 @@ class _Run:
 async def gather(
     settings: Settings,
     blogs: BlogsFile,
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     now: datetime,
     force: bool = False,
@@ -192,7 +191,7 @@ async def gather(
 def gather_sync(
     settings: Settings,
     blogs: BlogsFile,
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     now: datetime,
     force: bool = False,
@@ -204,7 +203,7 @@ def gather_sync(
 async def _guarded(run: _Run, blog: Blog) -> FeedResult:
     try:
         return await _gather_one(run, blog)
-    except sqlite3.Error as exc:
+    except DbError as exc:
         raise StoreError(
             f"cannot write to the database: {exc}",
             hint="check that DIGEST_DB (or --db) is writable and the disk is not full",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from digest.models import Entry, Post
 from digest.store import posts as store
-from digest.store.db import log_event
+from digest.store.db import Connection, log_event
 
 _INDEX_PAGE = re.compile(r"/index\.(html?|php)$")
 _TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref)$", re.IGNORECASE)
@@ -83,7 +82,7 @@ def post_id(blog: str, key: str, length: int = 8) -> str:
 
 
 def record_entries(
-    conn: sqlite3.Connection,
+    conn: Connection,
     blog: str,
     entries: Sequence[Entry],
     *,
@@ -209,7 +208,7 @@ def _clamp(published: datetime | None, first_seen: datetime) -> datetime | None:
     return min(published.replace(microsecond=0), first_seen)
 
 
-def _free_id(conn: sqlite3.Connection, blog: str, key: str) -> str:
+def _free_id(conn: Connection, blog: str, key: str) -> str:
     # 8 hex digits are 32 bits: a clash within one blog is unlikely but not impossible.
     for length in (8, 12, 16, 40):
         candidate = post_id(blog, key, length)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,7 +31,7 @@ from digest.store import feeds as store_feeds
 from digest.store import issues as store_issues
 from digest.store import posts as store_posts
 from digest.store import runs as store_runs
-from digest.store.db import ts
+from digest.store.db import Connection, ts
 
 POST_KEYS = ("id", "title", "url", "blog", "category", "note", "include")
 
@@ -84,13 +83,13 @@ def draft_path(settings: Settings, number: int) -> Path:
     return settings.drafts / f"{number}.yaml"
 
 
-def current_draft(settings: Settings, conn: sqlite3.Connection) -> Path | None:
+def current_draft(settings: Settings, conn: Connection) -> Path | None:
     """The draft of the next issue, if there is one."""
     path = draft_path(settings, store_issues.next_number(conn))
     return path if path.is_file() else None
 
 
-def previous_cutoff(conn: sqlite3.Connection) -> tuple[datetime | None, int]:
+def previous_cutoff(conn: Connection) -> tuple[datetime | None, int]:
     """(since of the next issue, quiet weeks rolled into it).
 
     A quiet week is skipped by keeping the draft (same number) for the next run: its window
@@ -132,7 +131,7 @@ def _read(path: Path) -> Any:
         ) from None
 
 
-def _load(path: Path, blogs: BlogsFile, conn: sqlite3.Connection) -> DraftFile:
+def _load(path: Path, blogs: BlogsFile, conn: Connection) -> DraftFile:
     doc = _read(path)
     ids: list[str] = []
     if isinstance(doc, Mapping):
@@ -143,7 +142,7 @@ def _load(path: Path, blogs: BlogsFile, conn: sqlite3.Connection) -> DraftFile:
     return validate(doc, path=str(path), blogs=blogs, known=known)
 
 
-def load_issue(settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection) -> Issue:
+def load_issue(settings: Settings, blogs: BlogsFile, conn: Connection) -> Issue:
     """The current draft as an Issue (included posts only), validated against blogs.yaml and
     the stored posts. DraftError, naming file, line and field, when it is broken or missing."""
     number = store_issues.next_number(conn)
@@ -266,7 +265,7 @@ def _set_readonly(doc: CommentedMap, key: str, value: Any, *, after: str | None 
 
 
 def _image_health(
-    settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection, ids: list[str], now: datetime
+    settings: Settings, blogs: BlogsFile, conn: Connection, ids: list[str], now: datetime
 ) -> list[select.HealthNote]:
     """newsletter.images: cached: fetch the thumbnails of the draft's posts now (the step that
     already uses the network: preview and send stay offline); say which were skipped."""
@@ -290,7 +289,7 @@ def _image_health(
 
 
 def refresh_draft(
-    settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection, *, now: datetime
+    settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime
 ) -> DraftSummary:
     """Create the draft of the next issue, or add the posts found since to the existing one.
 

@@ -15,7 +15,6 @@ kill.
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 import time
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ from digest.send.summary import SendSummary
 from digest.send.transport import Transport, run_sync
 from digest.store import deliveries as ledger
 from digest.store import issues as issues_store
-from digest.store.db import connect, log_event, transaction
+from digest.store.db import Connection, connect, log_event, transaction
 
 __all__ = ["Progress", "SendSummary", "send_issue", "sending_issue"]
 
@@ -46,7 +45,7 @@ BATCH = 200
 
 
 def _start_issue(
-    settings: Settings, blogs: BlogsFile, conn: sqlite3.Connection, *, now: datetime
+    settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime
 ) -> tuple[Issue, int]:
     """Freeze the draft into the archive and snapshot its audience, in one transaction."""
     issue = load_issue(settings, blogs, conn)
@@ -75,14 +74,14 @@ def _start_issue(
     return issue, audience
 
 
-def sending_issue(conn: sqlite3.Connection) -> int | None:
+def sending_issue(conn: Connection) -> int | None:
     row = conn.execute(
         "SELECT number FROM issues WHERE status = 'sending' ORDER BY number LIMIT 1"
     ).fetchone()
     return None if row is None else int(row[0])
 
 
-def _summary(conn: sqlite3.Connection, number: int | None) -> SendSummary:
+def _summary(conn: Connection, number: int | None) -> SendSummary:
     if number is None:
         return SendSummary(issue=None)
     archived = issues_store.get_issue(conn, number)
@@ -101,7 +100,7 @@ def _summary(conn: sqlite3.Connection, number: int | None) -> SendSummary:
     )
 
 
-def _finish(conn: sqlite3.Connection, issues: Sequence[int], *, now: datetime) -> None:
+def _finish(conn: Connection, issues: Sequence[int], *, now: datetime) -> None:
     """Issues with nothing queued or mid-send are 'sent'; the summary goes in the event log."""
     for number in issues:
         summary = _summary(conn, number)
@@ -117,7 +116,7 @@ def _finish(conn: sqlite3.Connection, issues: Sequence[int], *, now: datetime) -
 def send_issue(
     settings: Settings,
     blogs: BlogsFile,
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     now: datetime,
     dry_run: bool = False,
@@ -163,7 +162,7 @@ def send_issue(
 def _send(
     settings: Settings,
     blogs: BlogsFile,
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     now: datetime,
     dry_run: bool,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import json
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -35,7 +34,7 @@ from digest.send.transport import Reply, Transport
 from digest.store import deliveries as ledger
 from digest.store import issues as issues_store
 from digest.store import subscribers as subscribers_store
-from digest.store.db import transaction, ts
+from digest.store.db import Connection, transaction, ts
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -57,7 +56,7 @@ class SendLoop:
         self,
         settings: Settings,
         blogs: BlogsFile,
-        conn: sqlite3.Connection,
+        conn: Connection,
         transport: Transport,
         *,
         issues: Sequence[int],

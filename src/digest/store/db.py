@@ -14,6 +14,12 @@ from digest.store.schema import MIGRATIONS
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
+# The store's types, whatever the engine behind it (digest.store.dialect).
+Connection = sqlite3.Connection
+Row = sqlite3.Row
+DbError = sqlite3.Error
+IntegrityError = sqlite3.IntegrityError
+
 
 def ts(moment: datetime) -> str:
     """A datetime as stored: UTC, second precision, sortable text."""

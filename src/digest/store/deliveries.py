@@ -17,12 +17,11 @@ issues suppress an address, policy refusals never do.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from digest.store.db import ts, write_one
+from digest.store.db import Connection, ts, write_one
 
 # Attempts over all runs before a temporarily failing address is given up (status 'failed',
 # the subscriber kept): a mailbox full for weeks must not be retried forever.
@@ -56,7 +55,7 @@ class Outcome:
     bounce: str | None = None  # hard | policy | soft | transient (digest.send.bounces)
 
 
-def snapshot_audience(conn: sqlite3.Connection, issue: int, *, domain: str, now: datetime) -> int:
+def snapshot_audience(conn: Connection, issue: int, *, domain: str, now: datetime) -> int:
     """Every confirmed, unsuppressed subscriber becomes a queued delivery of ``issue``, with a
     fresh Message-ID. One statement: nothing of the list is held in memory. Call inside the
     transaction that freezes the issue."""
@@ -73,7 +72,7 @@ def snapshot_audience(conn: sqlite3.Connection, issue: int, *, domain: str, now:
     return cur.rowcount
 
 
-def requeue_unfinished(conn: sqlite3.Connection, *, now: datetime) -> tuple[int, int]:
+def requeue_unfinished(conn: Connection, *, now: datetime) -> tuple[int, int]:
     """At the start of a run (under the send lock): rows left 'sending' by a crash and rows
     'deferred' by an earlier run go back to 'queued'; rows out of attempts become 'failed'.
     Returns (requeued, failed)."""
@@ -90,7 +89,7 @@ def requeue_unfinished(conn: sqlite3.Connection, *, now: datetime) -> tuple[int,
     return requeued, failed
 
 
-def pending_issues(conn: sqlite3.Connection) -> list[int]:
+def pending_issues(conn: Connection) -> list[int]:
     """Issues with deliveries still to try, oldest first."""
     rows = conn.execute(
         "SELECT DISTINCT issue FROM deliveries"
@@ -99,7 +98,7 @@ def pending_issues(conn: sqlite3.Connection) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-def count_pending(conn: sqlite3.Connection, issues: Sequence[int]) -> int:
+def count_pending(conn: Connection, issues: Sequence[int]) -> int:
     total = 0
     for issue in issues:
         total += conn.execute(
@@ -109,7 +108,7 @@ def count_pending(conn: sqlite3.Connection, issues: Sequence[int]) -> int:
 
 
 def claim(
-    conn: sqlite3.Connection, issues: Sequence[int], limit: int, *, now: datetime
+    conn: Connection, issues: Sequence[int], limit: int, *, now: datetime
 ) -> tuple[list[Claimed], int]:
     """Take up to ``limit`` queued deliveries (oldest issue first) and mark them 'sending'.
 
@@ -158,7 +157,7 @@ def claim(
     return claimed, len(skipped)
 
 
-def gone_since_claim(conn: sqlite3.Connection, jobs: Sequence[Claimed]) -> dict[int, str]:
+def gone_since_claim(conn: Connection, jobs: Sequence[Claimed]) -> dict[int, str]:
     """Of these claimed rows, those whose subscriber left or was suppressed since the claim:
     rowid -> why it is not sent."""
     if not jobs:
@@ -176,7 +175,7 @@ def gone_since_claim(conn: sqlite3.Connection, jobs: Sequence[Claimed]) -> dict[
     }
 
 
-def record(conn: sqlite3.Connection, outcomes: Iterable[Outcome], *, now: datetime) -> None:
+def record(conn: Connection, outcomes: Iterable[Outcome], *, now: datetime) -> None:
     """Write the results of sending. Call inside the batch's transaction."""
     stamp = ts(now)
     conn.executemany(
@@ -197,7 +196,7 @@ def record(conn: sqlite3.Connection, outcomes: Iterable[Outcome], *, now: dateti
     )
 
 
-def record_sent(conn: sqlite3.Connection, rowid: int, reply: str, *, stamp: str) -> None:
+def record_sent(conn: Connection, rowid: int, reply: str, *, stamp: str) -> None:
     """One accepted message, committed on its own (autocommit) before the call returns."""
     write_one(
         conn,
@@ -207,7 +206,7 @@ def record_sent(conn: sqlite3.Connection, rowid: int, reply: str, *, stamp: str)
     )
 
 
-def release(conn: sqlite3.Connection, rowids: Sequence[int], *, now: datetime) -> None:
+def release(conn: Connection, rowids: Sequence[int], *, now: datetime) -> None:
     """Claimed rows that were never handed to the server go back to 'queued'."""
     conn.executemany(
         "UPDATE deliveries SET status = 'queued', updated_at = ? WHERE rowid = ?"
@@ -216,7 +215,7 @@ def release(conn: sqlite3.Connection, rowids: Sequence[int], *, now: datetime) -
     )
 
 
-def soft_bounced_issues(conn: sqlite3.Connection, subscriber_id: int, *, besides: int) -> int:
+def soft_bounced_issues(conn: Connection, subscriber_id: int, *, besides: int) -> int:
     """How many other issues this subscriber's mailbox soft-bounced."""
     row = conn.execute(
         "SELECT COUNT(DISTINCT issue) FROM deliveries WHERE subscriber_id = ? AND bounce = 'soft'"
@@ -226,7 +225,7 @@ def soft_bounced_issues(conn: sqlite3.Connection, subscriber_id: int, *, besides
     return int(row[0])
 
 
-def counts(conn: sqlite3.Connection, issue: int) -> dict[str, int]:
+def counts(conn: Connection, issue: int) -> dict[str, int]:
     found = {s: 0 for s in STATUSES}
     for status, n in conn.execute(
         "SELECT status, COUNT(*) FROM deliveries WHERE issue = ? GROUP BY status", (issue,)
@@ -235,7 +234,7 @@ def counts(conn: sqlite3.Connection, issue: int) -> dict[str, int]:
     return found
 
 
-def message_ids(conn: sqlite3.Connection, issue: int) -> dict[str, str]:
+def message_ids(conn: Connection, issue: int) -> dict[str, str]:
     """email -> Message-ID of one issue (tests and `digest status`)."""
     rows = conn.execute("SELECT email, message_id FROM deliveries WHERE issue = ?", (issue,))
     return {r[0]: r[1] for r in rows}

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
 from digest.models import FeedState
-from digest.store.db import parse_ts, ts, ts_or_none
+from digest.store.db import Connection, Row, parse_ts, ts, ts_or_none
 
 
 @dataclass(slots=True)
@@ -21,7 +20,7 @@ class FeedRecord:
     seeded: bool  # the first run happened: the back catalogue is recorded
 
 
-def _state(row: sqlite3.Row) -> FeedState:
+def _state(row: Row) -> FeedState:
     return FeedState(
         blog=row["blog"],
         url=row["url"],
@@ -36,12 +35,12 @@ def _state(row: sqlite3.Row) -> FeedState:
     )
 
 
-def feed_states(conn: sqlite3.Connection) -> dict[str, FeedState]:
+def feed_states(conn: Connection) -> dict[str, FeedState]:
     """Blog id -> how its feed is doing (blogs never fetched yet are absent)."""
     return {r["blog"]: _state(r) for r in conn.execute("SELECT * FROM feeds ORDER BY blog")}
 
 
-def get_feed(conn: sqlite3.Connection, blog: str) -> FeedRecord | None:
+def get_feed(conn: Connection, blog: str) -> FeedRecord | None:
     row = conn.execute("SELECT * FROM feeds WHERE blog = ?", (blog,)).fetchone()
     if row is None:
         return None
@@ -55,7 +54,7 @@ def get_feed(conn: sqlite3.Connection, blog: str) -> FeedRecord | None:
 
 
 def ensure_feed(
-    conn: sqlite3.Connection, blog: str, *, configured_url: str, feed_url: str | None
+    conn: Connection, blog: str, *, configured_url: str, feed_url: str | None
 ) -> FeedRecord:
     """The blog's row, created or reset when blogs.yaml now names another URL.
 
@@ -78,13 +77,13 @@ def ensure_feed(
     return record
 
 
-def set_url(conn: sqlite3.Connection, blog: str, url: str) -> None:
+def set_url(conn: Connection, blog: str, url: str) -> None:
     """After discovery or a chain of permanent redirects (301/308 only)."""
     conn.execute("UPDATE feeds SET url = ? WHERE blog = ?", (url, blog))
 
 
 def save_validators(
-    conn: sqlite3.Connection,
+    conn: Connection,
     blog: str,
     *,
     etag: str | None,
@@ -111,7 +110,7 @@ def save_validators(
 
 
 def record_success(
-    conn: sqlite3.Connection,
+    conn: Connection,
     blog: str,
     *,
     http_status: int,
@@ -130,7 +129,7 @@ def record_success(
 
 
 def record_failure(
-    conn: sqlite3.Connection,
+    conn: Connection,
     blog: str,
     *,
     http_status: int | None,

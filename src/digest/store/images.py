@@ -4,11 +4,10 @@ of the source URL: one row per URL, bytes and size on success, the reason on fai
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from digest.store.db import parse_ts, select_in, transaction, ts
+from digest.store.db import Connection, Row, parse_ts, select_in, transaction, ts
 
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 
@@ -36,7 +35,7 @@ class StoredImage:
 _COLUMNS = "key, url, content_type, width, height, error, fetched_at"
 
 
-def _stored(row: sqlite3.Row) -> StoredImage:
+def _stored(row: Row) -> StoredImage:
     fetched = parse_ts(row["fetched_at"])
     assert fetched is not None
     return StoredImage(
@@ -50,12 +49,12 @@ def _stored(row: sqlite3.Row) -> StoredImage:
     )
 
 
-def get_images(conn: sqlite3.Connection, keys: list[str]) -> dict[str, StoredImage]:
+def get_images(conn: Connection, keys: list[str]) -> dict[str, StoredImage]:
     sql = f"SELECT {_COLUMNS} FROM images WHERE key IN ({{marks}})"
     return {row["key"]: _stored(row) for row in select_in(conn, sql, keys)}
 
 
-def image_bytes(conn: sqlite3.Connection, key: str) -> tuple[str, bytes] | None:
+def image_bytes(conn: Connection, key: str) -> tuple[str, bytes] | None:
     """(content type, bytes) of a stored thumbnail, for the web server; None: none."""
     row = conn.execute(
         "SELECT content_type, data FROM images WHERE key = ? AND data IS NOT NULL", (key,)
@@ -64,7 +63,7 @@ def image_bytes(conn: sqlite3.Connection, key: str) -> tuple[str, bytes] | None:
 
 
 def save_image(
-    conn: sqlite3.Connection,
+    conn: Connection,
     url: str,
     *,
     content_type: str,
@@ -81,7 +80,7 @@ def save_image(
         )
 
 
-def save_failure(conn: sqlite3.Connection, url: str, *, error: str, now: datetime) -> None:
+def save_failure(conn: Connection, url: str, *, error: str, now: datetime) -> None:
     with transaction(conn):
         conn.execute(
             "INSERT OR REPLACE INTO images (key, url, content_type, width, height, data, error,"

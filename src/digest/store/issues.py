@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
 from digest.models import Issue
-from digest.store.db import parse_ts, ts
+from digest.store.db import Connection, Row, parse_ts, ts
 
 
 @dataclass(slots=True)
@@ -24,7 +23,7 @@ class ArchivedIssue:
     sent_at: datetime | None
 
 
-def _archived(row: sqlite3.Row) -> ArchivedIssue:
+def _archived(row: Row) -> ArchivedIssue:
     since, until, created = (parse_ts(row[k]) for k in ("since", "until", "created_at"))
     assert since and until and created
     return ArchivedIssue(
@@ -41,33 +40,33 @@ def _archived(row: sqlite3.Row) -> ArchivedIssue:
     )
 
 
-def last_issue(conn: sqlite3.Connection) -> ArchivedIssue | None:
+def last_issue(conn: Connection) -> ArchivedIssue | None:
     """The latest issue sent or being sent: its `until` is the next issue's `since`."""
     row = conn.execute("SELECT * FROM issues ORDER BY number DESC LIMIT 1").fetchone()
     return None if row is None else _archived(row)
 
 
-def next_number(conn: sqlite3.Connection) -> int:
+def next_number(conn: Connection) -> int:
     return int(conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM issues").fetchone()[0])
 
 
-def get_issue(conn: sqlite3.Connection, number: int) -> ArchivedIssue | None:
+def get_issue(conn: Connection, number: int) -> ArchivedIssue | None:
     row = conn.execute("SELECT * FROM issues WHERE number = ?", (number,)).fetchone()
     return None if row is None else _archived(row)
 
 
-def list_issues(conn: sqlite3.Connection) -> list[ArchivedIssue]:
+def list_issues(conn: Connection) -> list[ArchivedIssue]:
     rows = conn.execute("SELECT * FROM issues ORDER BY number DESC")
     return [_archived(r) for r in rows]
 
 
-def featured_urls(conn: sqlite3.Connection) -> set[str]:
+def featured_urls(conn: Connection) -> set[str]:
     """Every URL an earlier issue featured (posts and archive picks)."""
     return {r[0] for r in conn.execute("SELECT url FROM featured")}
 
 
 def freeze_issue(
-    conn: sqlite3.Connection,
+    conn: Connection,
     issue: Issue,
     *,
     html: str,
@@ -100,7 +99,7 @@ def freeze_issue(
 
 
 def set_issue_status(
-    conn: sqlite3.Connection, number: int, status: str, *, sent_at: datetime | None = None
+    conn: Connection, number: int, status: str, *, sent_at: datetime | None = None
 ) -> None:
     conn.execute(
         "UPDATE issues SET status = ?, sent_at = COALESCE(?, sent_at) WHERE number = ?",
@@ -109,7 +108,7 @@ def set_issue_status(
 
 
 def neighbours(
-    conn: sqlite3.Connection, number: int
+    conn: Connection, number: int
 ) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
     """(number, subject) of the issues just before and after ``number``, None at either end."""
     before = conn.execute(

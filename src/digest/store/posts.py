@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from digest.models import Post
-from digest.store.db import parse_ts, select_in, ts, ts_or_none
+from digest.store.db import Connection, Row, parse_ts, select_in, ts, ts_or_none
 
 _COLUMNS = (
     "id, blog, title, url, author, published, first_seen, excerpt, words, image, image_alt"
 )
 
 
-def _fields(row: sqlite3.Row) -> dict[str, Any]:
+def _fields(row: Row) -> dict[str, Any]:
     first_seen = parse_ts(row["first_seen"])
     assert first_seen is not None
     return {
@@ -34,11 +33,11 @@ def _fields(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _post(row: sqlite3.Row) -> Post:
+def _post(row: Row) -> Post:
     return Post(**_fields(row))
 
 
-def posts_between(conn: sqlite3.Connection, since: datetime, until: datetime) -> list[Post]:
+def posts_between(conn: Connection, since: datetime, until: datetime) -> list[Post]:
     """New posts first seen in [since, until): not back catalogue, not cross-blog duplicates."""
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM posts WHERE first_seen >= ? AND first_seen < ?"
@@ -48,12 +47,12 @@ def posts_between(conn: sqlite3.Connection, since: datetime, until: datetime) ->
     return [_post(r) for r in rows]
 
 
-def get_posts(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, Post]:
+def get_posts(conn: Connection, ids: Iterable[str]) -> dict[str, Post]:
     sql = f"SELECT {_COLUMNS} FROM posts WHERE id IN ({{marks}})"
     return {row["id"]: _post(row) for row in select_in(conn, sql, list(ids))}
 
 
-def catalogue(conn: sqlite3.Connection, blog: str) -> list[Post]:
+def catalogue(conn: Connection, blog: str) -> list[Post]:
     """Every post of one blog (the back catalogue included), newest first."""
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM posts WHERE blog = ? AND duplicate_of IS NULL"
@@ -63,7 +62,7 @@ def catalogue(conn: sqlite3.Connection, blog: str) -> list[Post]:
     return [_post(r) for r in rows]
 
 
-def newest_date(conn: sqlite3.Connection, blog: str) -> datetime | None:
+def newest_date(conn: Connection, blog: str) -> datetime | None:
     """The blog's latest post date. Undated entries count only when no entry has a date: feeds
     carry undated pages (Hugo's "FAQ" at year 1) whose first_seen, the day digest met them,
     would otherwise make a dormant blog look fresh for ever."""
@@ -73,14 +72,14 @@ def newest_date(conn: sqlite3.Connection, blog: str) -> datetime | None:
     return parse_ts(row[0])
 
 
-def followed_since(conn: sqlite3.Connection) -> dict[str, datetime]:
+def followed_since(conn: Connection) -> dict[str, datetime]:
     """Each blog's earliest first_seen: when digest started following it."""
     rows = conn.execute("SELECT blog, MIN(first_seen) FROM posts GROUP BY blog")
     return {blog: moment for blog, seen in rows if (moment := parse_ts(seen)) is not None}
 
 
 def duplicates_between(
-    conn: sqlite3.Connection, since: datetime, until: datetime
+    conn: Connection, since: datetime, until: datetime
 ) -> list[tuple[Post, str]]:
     """Cross-blog duplicates first seen in [since, until), each with the blog of the first copy
     (the draft's feed-health part reports them)."""
@@ -104,17 +103,17 @@ class KnownPost(Post):
     link_title: str | None = None
 
 
-def known_posts(conn: sqlite3.Connection, blog: str) -> list[KnownPost]:
+def known_posts(conn: Connection, blog: str) -> list[KnownPost]:
     rows = conn.execute(f"SELECT {_COLUMNS}, key, link_title FROM posts WHERE blog = ?", (blog,))
     return [KnownPost(**_fields(r), key=r["key"], link_title=r["link_title"]) for r in rows]
 
 
-def id_taken(conn: sqlite3.Connection, post_id: str) -> bool:
+def id_taken(conn: Connection, post_id: str) -> bool:
     return conn.execute("SELECT 1 FROM posts WHERE id = ?", (post_id,)).fetchone() is not None
 
 
 def first_with_canonical(
-    conn: sqlite3.Connection, canonical: str, *, other_than_blog: str
+    conn: Connection, canonical: str, *, other_than_blog: str
 ) -> tuple[str, str] | None:
     """(post id, blog) of the earliest post of another blog with this canonical URL."""
     row = conn.execute(
@@ -126,7 +125,7 @@ def first_with_canonical(
 
 
 def insert_post(
-    conn: sqlite3.Connection,
+    conn: Connection,
     post: Post,
     *,
     key: str,
@@ -161,7 +160,7 @@ def insert_post(
 
 
 def update_post(
-    conn: sqlite3.Connection,
+    conn: Connection,
     post_id: str,
     *,
     key: str,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from digest.store.db import parse_ts, ts
+from digest.store.db import Connection, Row, parse_ts, ts
 
 
 @dataclass(slots=True)
@@ -22,7 +21,7 @@ class Run:
     error: str | None
 
 
-def _run(row: sqlite3.Row) -> Run:
+def _run(row: Row) -> Run:
     started = parse_ts(row["started_at"])
     assert started is not None
     return Run(
@@ -38,19 +37,19 @@ def _run(row: sqlite3.Row) -> Run:
     )
 
 
-def get_run(conn: sqlite3.Connection, slot: datetime) -> Run | None:
+def get_run(conn: Connection, slot: datetime) -> Run | None:
     row = conn.execute("SELECT * FROM runs WHERE slot = ?", (ts(slot),)).fetchone()
     return None if row is None else _run(row)
 
 
-def last_run(conn: sqlite3.Connection) -> Run | None:
+def last_run(conn: Connection) -> Run | None:
     row = conn.execute(
         "SELECT * FROM runs WHERE outcome IS NOT NULL ORDER BY finished_at DESC, id DESC LIMIT 1"
     ).fetchone()
     return None if row is None else _run(row)
 
 
-def start_run(conn: sqlite3.Connection, slot: datetime | None, *, now: datetime) -> int:
+def start_run(conn: Connection, slot: datetime | None, *, now: datetime) -> int:
     """Begin (or retry) the run of `slot`; returns its id."""
     if slot is None:
         cur = conn.execute(
@@ -68,7 +67,7 @@ def start_run(conn: sqlite3.Connection, slot: datetime | None, *, now: datetime)
 
 
 def finish_run(
-    conn: sqlite3.Connection,
+    conn: Connection,
     run_id: int,
     outcome: str,
     *,
@@ -82,7 +81,7 @@ def finish_run(
     )
 
 
-def mark_reviewed(conn: sqlite3.Connection, slot: datetime, *, now: datetime) -> None:
+def mark_reviewed(conn: Connection, slot: datetime, *, now: datetime) -> None:
     conn.execute(
         "INSERT INTO runs (slot, started_at, reviewed_at) VALUES (?, ?, ?)"
         " ON CONFLICT (slot) DO UPDATE SET reviewed_at = excluded.reviewed_at",
@@ -90,7 +89,7 @@ def mark_reviewed(conn: sqlite3.Connection, slot: datetime, *, now: datetime) ->
     )
 
 
-def skipped_weeks(conn: sqlite3.Connection, issue: int) -> int:
+def skipped_weeks(conn: Connection, issue: int) -> int:
     """Quiet weeks whose posts rolled into (the draft of) issue `issue`."""
     row = conn.execute(
         "SELECT COUNT(*) FROM runs WHERE issue = ? AND outcome = 'skipped'", (issue,)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from digest.models import Subscriber
-from digest.store.db import parse_ts, ts, ts_or_none
+from digest.store.db import Connection, Row, parse_ts, ts, ts_or_none
 
 
-def _subscriber(row: sqlite3.Row) -> Subscriber:
+def _subscriber(row: Row) -> Subscriber:
     cats = row["categories"]
     return Subscriber(
         id=row["id"],
@@ -29,7 +28,7 @@ def encode_categories(categories: Iterable[str] | None) -> str | None:
 
 
 def insert_subscriber(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     email: str,
     name: str | None,
@@ -66,17 +65,17 @@ def insert_subscriber(
     return got
 
 
-def get_by_id(conn: sqlite3.Connection, subscriber_id: int) -> Subscriber | None:
+def get_by_id(conn: Connection, subscriber_id: int) -> Subscriber | None:
     row = conn.execute("SELECT * FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
     return None if row is None else _subscriber(row)
 
 
-def get_by_email(conn: sqlite3.Connection, email: str) -> Subscriber | None:
+def get_by_email(conn: Connection, email: str) -> Subscriber | None:
     row = conn.execute("SELECT * FROM subscribers WHERE email = ?", (email,)).fetchone()
     return None if row is None else _subscriber(row)
 
 
-def get_by_token(conn: sqlite3.Connection, token: str) -> Subscriber | None:
+def get_by_token(conn: Connection, token: str) -> Subscriber | None:
     # The lookup is by an indexed equality; the token is 256 random bits, so timing reveals
     # nothing useful. Callers compare again with hmac.compare_digest.
     row = conn.execute("SELECT * FROM subscribers WHERE token = ?", (token,)).fetchone()
@@ -84,7 +83,7 @@ def get_by_token(conn: sqlite3.Connection, token: str) -> Subscriber | None:
 
 
 def iter_subscribers(
-    conn: sqlite3.Connection, *, status: str | None = None
+    conn: Connection, *, status: str | None = None
 ) -> Iterator[Subscriber]:
     if status is None:
         rows = conn.execute("SELECT * FROM subscribers ORDER BY id")
@@ -94,13 +93,13 @@ def iter_subscribers(
         yield _subscriber(row)
 
 
-def counts_by_status(conn: sqlite3.Connection) -> dict[str, int]:
+def counts_by_status(conn: Connection) -> dict[str, int]:
     rows = conn.execute("SELECT status, COUNT(*) FROM subscribers GROUP BY status")
     return {r[0]: r[1] for r in rows}
 
 
 def set_status(
-    conn: sqlite3.Connection,
+    conn: Connection,
     subscriber_id: int,
     status: str,
     *,
@@ -125,7 +124,7 @@ def set_status(
 
 
 def update_preferences(
-    conn: sqlite3.Connection,
+    conn: Connection,
     subscriber_id: int,
     *,
     name: str | None,
@@ -137,7 +136,7 @@ def update_preferences(
     )
 
 
-def suppress(conn: sqlite3.Connection, email: str, reason: str, *, now: datetime) -> None:
+def suppress(conn: Connection, email: str, reason: str, *, now: datetime) -> None:
     conn.execute(
         "INSERT INTO suppressions (email, reason, created_at) VALUES (?, ?, ?)"
         " ON CONFLICT (email) DO UPDATE SET reason = excluded.reason",
@@ -145,12 +144,12 @@ def suppress(conn: sqlite3.Connection, email: str, reason: str, *, now: datetime
     )
 
 
-def suppression_reason(conn: sqlite3.Connection, email: str) -> str | None:
+def suppression_reason(conn: Connection, email: str) -> str | None:
     row = conn.execute("SELECT reason FROM suppressions WHERE email = ?", (email,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def unsuppress(conn: sqlite3.Connection, email: str) -> None:
+def unsuppress(conn: Connection, email: str) -> None:
     conn.execute("DELETE FROM suppressions WHERE email = ?", (email,))
 
 
@@ -176,7 +175,7 @@ class Confirmation:
 
 
 def insert_confirmation(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     token_hash: str,
     subscriber_id: int,
@@ -208,7 +207,7 @@ def insert_confirmation(
     )
 
 
-def get_confirmation(conn: sqlite3.Connection, token_hash: str) -> Confirmation | None:
+def get_confirmation(conn: Connection, token_hash: str) -> Confirmation | None:
     row = conn.execute("SELECT * FROM confirmations WHERE token_hash = ?", (token_hash,)).fetchone()
     if row is None:
         return None
@@ -231,7 +230,7 @@ def get_confirmation(conn: sqlite3.Connection, token_hash: str) -> Confirmation 
     )
 
 
-def use_confirmation(conn: sqlite3.Connection, token_hash: str, *, now: datetime) -> bool:
+def use_confirmation(conn: Connection, token_hash: str, *, now: datetime) -> bool:
     """Mark the token used; False if it already was or was revoked (single use, even under a
     race)."""
     cur = conn.execute(
@@ -243,7 +242,7 @@ def use_confirmation(conn: sqlite3.Connection, token_hash: str, *, now: datetime
 
 
 def revoke_confirmations(
-    conn: sqlite3.Connection, subscriber_id: int, *, now: datetime, keep: str | None = None
+    conn: Connection, subscriber_id: int, *, now: datetime, keep: str | None = None
 ) -> int:
     """Revoke the subscriber's unused links (but ``keep``, a token hash); how many."""
     cur = conn.execute(
@@ -255,7 +254,7 @@ def revoke_confirmations(
 
 
 def confirm_subscriber(
-    conn: sqlite3.Connection,
+    conn: Connection,
     confirmation: Confirmation,
     *,
     now: datetime,
@@ -285,7 +284,7 @@ def confirm_subscriber(
 
 
 def record_signup_mail(
-    conn: sqlite3.Connection, email: str, kind: str, *, mailbox: str, now: datetime
+    conn: Connection, email: str, kind: str, *, mailbox: str, now: datetime
 ) -> None:
     conn.execute(
         "INSERT INTO signup_mails (email, kind, sent_at, mailbox) VALUES (?, ?, ?, ?)",
@@ -293,7 +292,7 @@ def record_signup_mail(
     )
 
 
-def signup_mails_since(conn: sqlite3.Connection, mailbox: str, since: datetime) -> int:
+def signup_mails_since(conn: Connection, mailbox: str, since: datetime) -> int:
     """Signup mails sent to one mailbox (see schema: +tag removed, case folded) since then."""
     row = conn.execute(
         "SELECT COUNT(*) FROM signup_mails WHERE mailbox = ? AND sent_at >= ?",
@@ -302,7 +301,7 @@ def signup_mails_since(conn: sqlite3.Connection, mailbox: str, since: datetime) 
     return int(row[0])
 
 
-def all_signup_mails_since(conn: sqlite3.Connection, since: datetime) -> int:
+def all_signup_mails_since(conn: Connection, since: datetime) -> int:
     row = conn.execute(
         "SELECT COUNT(*) FROM signup_mails WHERE sent_at >= ?", (ts(since),)
     ).fetchone()
@@ -312,11 +311,11 @@ def all_signup_mails_since(conn: sqlite3.Connection, since: datetime) -> int:
 # --- bulk: import and export ---------------------------------------------------------------
 
 
-def all_emails(conn: sqlite3.Connection) -> set[str]:
+def all_emails(conn: Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT email FROM subscribers")}
 
 
-def suppressed_emails(conn: sqlite3.Connection) -> set[str]:
+def suppressed_emails(conn: Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT email FROM suppressions")}
 
 
@@ -337,7 +336,7 @@ class NewSubscriber:
     consent_text: str | None = None
 
 
-def insert_many(conn: sqlite3.Connection, rows: Iterable[NewSubscriber]) -> int:
+def insert_many(conn: Connection, rows: Iterable[NewSubscriber]) -> int:
     """One executemany: 100 000 rows in a second or so. Call inside a transaction."""
     cur = conn.executemany(
         "INSERT INTO subscribers (email, name, categories, status, token, source, requested_at,"
@@ -381,7 +380,7 @@ EXPORT_COLUMNS = (
 
 
 def export_rows(
-    conn: sqlite3.Connection, *, status: str | None = None
+    conn: Connection, *, status: str | None = None
 ) -> Iterator[tuple[str | None, ...]]:
     """Subscribers with their consent record, in EXPORT_COLUMNS order. Tokens stay inside."""
     cols = ", ".join(EXPORT_COLUMNS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import TextIO
 from digest.config import BlogsFile, Settings
 from digest.errors import SubscriberError
 from digest.store import subscribers as store
-from digest.store.db import log_event, transaction
+from digest.store.db import Connection, log_event, transaction
 from digest.subscribers.optin import start_confirmation
 from digest.subscribers.values import (
     Mail,
@@ -96,7 +95,7 @@ def _read_rows(path: Path) -> tuple[dict[str, int], list[tuple[int, list[str]]]]
 
 
 def import_csv(
-    conn: sqlite3.Connection,
+    conn: Connection,
     settings: Settings,
     blogs: BlogsFile,
     path: Path,
@@ -231,7 +230,7 @@ def _guard(value: str | None) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
-def export_csv(conn: sqlite3.Connection, out: TextIO) -> int:
+def export_csv(conn: Connection, out: TextIO) -> int:
     """Every subscriber with the consent record, as CSV; returns the number of rows."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(store.EXPORT_COLUMNS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +10,7 @@ from digest.config import BlogsFile, Settings
 from digest.errors import SubscriberError
 from digest.models import Subscriber
 from digest.store import subscribers as store
-from digest.store.db import log_event, transaction
+from digest.store.db import Connection, log_event, transaction
 from digest.subscribers.optin import may_return, over_cap, start_confirmation
 from digest.subscribers.values import (
     Mail,
@@ -23,7 +22,7 @@ from digest.subscribers.values import (
 )
 
 
-def _leave(conn: sqlite3.Connection, sub: Subscriber, reason: str, how: str, now: datetime) -> None:
+def _leave(conn: Connection, sub: Subscriber, reason: str, how: str, now: datetime) -> None:
     store.set_status(conn, sub.id, "unsubscribed", now=now)
     store.suppress(conn, sub.email, reason, now=now)
     # A confirmation link sent before must not bring the address back: only a fresh one can.
@@ -32,7 +31,7 @@ def _leave(conn: sqlite3.Connection, sub: Subscriber, reason: str, how: str, now
 
 
 def unsubscribe_by_token(
-    conn: sqlite3.Connection, token: str, *, now: datetime, how: str = "web"
+    conn: Connection, token: str, *, now: datetime, how: str = "web"
 ) -> Subscriber | None:
     """Unsubscribe at once (RFC 8058); idempotent. None for an unknown token."""
     with transaction(conn):
@@ -50,7 +49,7 @@ def unsubscribe_by_token(
 
 
 def update_preferences(
-    conn: sqlite3.Connection,
+    conn: Connection,
     blogs: BlogsFile,
     token: str,
     *,
@@ -77,7 +76,7 @@ class Resubscribe:
 
 
 def resubscribe_by_token(
-    conn: sqlite3.Connection,
+    conn: Connection,
     settings: Settings,
     blogs: BlogsFile,
     token: str,
@@ -125,7 +124,7 @@ class Added:
 
 
 def add(
-    conn: sqlite3.Connection,
+    conn: Connection,
     settings: Settings,
     blogs: BlogsFile,
     *,
@@ -191,7 +190,7 @@ def add(
         return Added(sub, mail)
 
 
-def remove(conn: sqlite3.Connection, email: str, *, now: datetime) -> Subscriber:
+def remove(conn: Connection, email: str, *, now: datetime) -> Subscriber:
     """Unsubscribe by address (the curator acting on a request); the consent record stays."""
     address = normalise_email(email)
     with transaction(conn):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Literal
 from digest.config import BlogsFile, Newsletter, Settings
 from digest.models import Subscriber
 from digest.store import subscribers as store
-from digest.store.db import log_event, transaction
+from digest.store.db import Connection, log_event, transaction
 from digest.subscribers.values import (
     CONFIRM_TTL,
     Mail,
@@ -77,7 +76,7 @@ def _notice_mail(settings: Settings, newsletter: Newsletter, sub: Subscriber) ->
 
 
 def start_confirmation(
-    conn: sqlite3.Connection,
+    conn: Connection,
     settings: Settings,
     newsletter: Newsletter,
     sub: Subscriber,
@@ -107,7 +106,7 @@ def start_confirmation(
     return _confirm_mail(settings, newsletter, sub.email, token)
 
 
-def over_cap(conn: sqlite3.Connection, settings: Settings, email: str, now: datetime) -> bool:
+def over_cap(conn: Connection, settings: Settings, email: str, now: datetime) -> bool:
     """True when no signup mail may go to this address now: its mailbox had its daily share,
     or the list sent its hourly share (the form says the same either way)."""
     box = mailbox(email)
@@ -131,7 +130,7 @@ def over_cap(conn: sqlite3.Connection, settings: Settings, email: str, now: date
 
 
 def subscribe(
-    conn: sqlite3.Connection,
+    conn: Connection,
     settings: Settings,
     blogs: BlogsFile,
     *,
@@ -211,7 +210,7 @@ class ConfirmState:
 
 
 def _lookup_confirmation(
-    conn: sqlite3.Connection, token: str
+    conn: Connection, token: str
 ) -> tuple[store.Confirmation, Subscriber] | None:
     if not token or len(token) > 100:
         return None
@@ -224,7 +223,7 @@ def _lookup_confirmation(
 
 
 def _state(
-    conn: sqlite3.Connection, conf: store.Confirmation, sub: Subscriber, now: datetime
+    conn: Connection, conf: store.Confirmation, sub: Subscriber, now: datetime
 ) -> ConfirmState:
     if conf.used_at is not None:
         return ConfirmState("already" if sub.status == "confirmed" else "used", sub)
@@ -237,14 +236,14 @@ def _state(
     return ConfirmState("valid", sub)
 
 
-def check_confirmation(conn: sqlite3.Connection, token: str, *, now: datetime) -> ConfirmState:
+def check_confirmation(conn: Connection, token: str, *, now: datetime) -> ConfirmState:
     """Read-only: what a GET of the link shows. A GET never confirms (mail scanners fetch)."""
     found = _lookup_confirmation(conn, token)
     return ConfirmState("unknown") if found is None else _state(conn, *found, now)
 
 
 def confirm(
-    conn: sqlite3.Connection,
+    conn: Connection,
     token: str,
     *,
     now: datetime,
@@ -280,7 +279,7 @@ def confirm(
 
 
 def resend_confirmation(
-    conn: sqlite3.Connection,
+    conn: Connection,
     settings: Settings,
     blogs: BlogsFile,
     token: str,

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from digest.config import BlogsFile, Newsletter
 from digest.errors import SubscriberError
 from digest.models import Subscriber
 from digest.store import subscribers as store
+from digest.store.db import Connection
 
 CONFIRM_TTL = timedelta(hours=72)  # REFERENCE.md 5: confirmation tokens expire in 24-72 h
 MAILS_PER_DAY = 3  # signup mails per address per 24 h, whoever asks (list-bombing)
@@ -122,7 +122,7 @@ def consent_text(newsletter: Newsletter) -> str:
     )
 
 
-def find_by_token(conn: sqlite3.Connection, token: str) -> Subscriber | None:
+def find_by_token(conn: Connection, token: str) -> Subscriber | None:
     """The subscriber whose public token this is. The token never names a row id."""
     if not token or len(token) > 100:
         return None

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 from digest.store import connect
-from digest.store.db import set_meta, ts, utcnow
+from digest.store.db import Connection, DbError, set_meta, ts, utcnow
 
 T = TypeVar("T")
 
@@ -25,7 +24,7 @@ class Database:
         self.conn = connect(path)  # migrations run here, so a bad database fails at startup
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-db")
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, self.conn)
 
@@ -34,8 +33,8 @@ class Database:
         self.conn.close()
 
 
-def check_writable(conn: sqlite3.Connection) -> None:
-    """Commit one tiny write, or raise sqlite3.Error: a full disk, a read-only file or folder.
+def check_writable(conn: Connection) -> None:
+    """Commit one tiny write, or raise DbError: a full disk, a read-only file or folder.
 
     A read proves little: SQLite serves reads from a database it can no longer write.
     """
@@ -43,8 +42,8 @@ def check_writable(conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
         set_meta(conn, "healthz", ts(utcnow()))
         conn.execute("COMMIT")
-    except sqlite3.Error:
+    except DbError:
         if conn.in_transaction:  # SQLite may have rolled back by itself already
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(DbError):
                 conn.execute("ROLLBACK")
         raise

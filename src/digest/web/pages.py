@@ -8,7 +8,6 @@ discovery files) in ``publication``. All are server-rendered and work without Ja
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from digest import resources, subscribers
 from digest.config import BlogsFile, Settings
 from digest.render.text import shorten
 from digest.render.view import dark_accent, day, host
-from digest.store.db import ts
+from digest.store.db import DbError, ts
 from digest.web.database import Database, check_writable
 from digest.web.mailer import Mailer
 from digest.web.ratelimit import RateLimiter
@@ -189,7 +188,7 @@ class Site:
             self.health_checked = moment
             try:
                 await self.db.run(check_writable)
-            except sqlite3.Error as exc:
+            except DbError as exc:
                 if self.health_error is None:
                     log.error("the database cannot be written: %s", exc)
                 self.health_error = f"database: {exc}"

@@ -7,13 +7,13 @@ DIGEST_BASE_URL, so the archive follows the site when it moves.
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from digest.feeds.opml import export_opml
+from digest.store.db import Connection
 from digest.store.feeds import feed_states
 from digest.store.images import EXTENSIONS, image_bytes
 from digest.store.issues import ArchivedIssue, get_issue, list_issues, neighbours
@@ -78,7 +78,7 @@ class Publication:
         if number >= 2**63:  # past SQLite's INTEGER: no such issue (not an OverflowError)
             return self.site.not_found("issue")
 
-        def load(conn: sqlite3.Connection) -> tuple[ArchivedIssue | None, Around]:
+        def load(conn: Connection) -> tuple[ArchivedIssue | None, Around]:
             return get_issue(conn, number), neighbours(conn, number)
 
         issue, (before, after) = await self.site.db.run(load)

@@ -8,7 +8,6 @@ and unsubscribe links show a page whose button POSTs. Every page behind a person
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ from starlette.responses import HTMLResponse, Response
 from digest import subscribers
 from digest.errors import SubscriberError
 from digest.models import Subscriber
+from digest.store.db import Connection
 from digest.subscribers.optin import mailbox
 from digest.web.pages import NO_STORE, Site, form_text, path_token
 from digest.web.publication import Publication
@@ -60,7 +60,7 @@ class Subscribing:
             now, ip = self.site.clock(), client_ip(request)
             agent = request.headers.get("user-agent")
 
-            def work(conn: sqlite3.Connection) -> subscribers.Mail | None:
+            def work(conn: Connection) -> subscribers.Mail | None:
                 return subscribers.subscribe(
                     conn,
                     self.site.settings,
