@@ -122,7 +122,8 @@ def record_success(
     conn.execute(
         "UPDATE feeds SET status = 'ok', http_status = ?, error = NULL,"
         " warning = CASE WHEN ? = 304 THEN warning ELSE ? END, failures = 0,"
-        " last_fetch = ?, last_success = ?, next_poll = ?, seeded = MAX(seeded, ?)"
+        " last_fetch = ?, last_success = ?, next_poll = ?,"
+        " seeded = CASE WHEN ? = 1 THEN 1 ELSE seeded END"
         " WHERE blog = ?",
         (http_status, http_status, warning, ts(now), ts(now), ts(next_poll), int(seeded), blog),
     )

@@ -12,6 +12,15 @@ from digest.store.db import Connection, Row, parse_ts, select_in, transaction, t
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 
 
+# One row per source URL: a later fetch replaces the earlier result.
+_SAVE = (
+    "INSERT INTO images (key, url, content_type, width, height, data, error, fetched_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET url = excluded.url,"
+    " content_type = excluded.content_type, width = excluded.width, height = excluded.height,"
+    " data = excluded.data, error = excluded.error, fetched_at = excluded.fetched_at"
+)
+
+
 def image_key(url: str) -> str:
     """32 hex digits of sha256(url): the public name, /images/<key>.<ext>."""
     return hashlib.sha256(url.encode()).hexdigest()[:32]
@@ -74,16 +83,14 @@ def save_image(
 ) -> None:
     with transaction(conn):
         conn.execute(
-            "INSERT OR REPLACE INTO images (key, url, content_type, width, height, data, error,"
-            " fetched_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-            (image_key(url), url, content_type, width, height, data, ts(now)),
+            _SAVE,
+            (image_key(url), url, content_type, width, height, data, None, ts(now)),
         )
 
 
 def save_failure(conn: Connection, url: str, *, error: str, now: datetime) -> None:
     with transaction(conn):
         conn.execute(
-            "INSERT OR REPLACE INTO images (key, url, content_type, width, height, data, error,"
-            " fetched_at) VALUES (?, ?, NULL, NULL, NULL, NULL, ?, ?)",
-            (image_key(url), url, error, ts(now)),
+            _SAVE,
+            (image_key(url), url, None, None, None, None, error, ts(now)),
         )

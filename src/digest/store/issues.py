@@ -94,7 +94,9 @@ def freeze_issue(
     if issue.archive_pick is not None:
         rows.append((issue.number, issue.archive_pick.id, issue.archive_pick.url, "archive"))
     conn.executemany(
-        "INSERT OR IGNORE INTO featured (issue, post_id, url, kind) VALUES (?, ?, ?, ?)", rows
+        "INSERT INTO featured (issue, post_id, url, kind) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        rows,
     )
 
 
