@@ -76,6 +76,16 @@ class Settings(BaseSettings):
     dkim_selector: str | None = None
     dkim_key_file: Path | None = None
 
+    # Bounces and complaints after the 250 (digest.feedback): the VERP envelope sender
+    # (bounces@example.org sends as bounces+<token>@example.org), the IMAP password of
+    # `digest bounces --imap`, and each provider's webhook secret; an unset one answers 403.
+    bounce_address: str | None = None
+    bounces_imap_password: SecretStr | None = None
+    ses_topic_arns: str | None = None  # comma-separated: the only SNS topics accepted
+    postmark_webhook_auth: SecretStr | None = None  # user:password of the webhook's basic auth
+    mailgun_signing_key: SecretStr | None = None
+    sendgrid_public_key: str | None = None  # the verification key, base64 (SendGrid's form)
+
     fetch_timeout: float = Field(default=20.0, gt=0)
     fetch_concurrency: int = Field(default=64, ge=1)
     fetch_per_host: int = Field(default=2, ge=1)
@@ -91,6 +101,17 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("expected an absolute http(s) URL such as https://digest.example.org")
         return value.rstrip("/")
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _bounce_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            local, at, domain = value.strip().rpartition("@")
+            if not at or not local or "." not in domain or "+" in local or "<" in value:
+                raise ValueError(
+                    "expected a plain address without a +tag, such as bounces@example.org"
+                )
+        return value.strip() if value else value
 
     @field_validator("send_rate")
     @classmethod

@@ -25,15 +25,16 @@ from datetime import datetime, timedelta
 
 from digest.config import BlogsFile, Settings
 from digest.errors import DeliveryError, StoreError
+from digest.feedback.verp import envelope_sender
 from digest.models import Issue
 from digest.render import Rendered, render_issue
-from digest.send.bounces import SOFT_LIMIT, Bounce
+from digest.send import settle
+from digest.send.bounces import Bounce
 from digest.send.message import MessageTemplate, wire_address
 from digest.send.stop import StopRequest
 from digest.send.transport import Reply, Transport
 from digest.store import deliveries as ledger
 from digest.store import issues as issues_store
-from digest.store import subscribers as subscribers_store
 from digest.store.db import Connection, transaction, ts
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -73,6 +74,7 @@ class SendLoop:
         self.transport = transport
         self.issues = list(issues)
         self.sender = blogs.newsletter.from_address
+        self.bounce_address = settings.bounce_address  # VERP (digest.feedback.verp)
         self.started = time.monotonic()
         self.now0 = now
         self.batch = batch
@@ -132,16 +134,13 @@ class SendLoop:
         now = self.now()
         with transaction(self.conn):
             bounce = outcome.bounce
-            if (
-                bounce is Bounce.SOFT
-                and ledger.soft_bounced_issues(self.conn, job.subscriber_id, besides=job.issue)
-                >= SOFT_LIMIT - 1
+            if bounce is Bounce.SOFT and settle.soft_limit_reached(
+                self.conn, job.subscriber_id, issue=job.issue
             ):
                 outcome.status = "bounced"  # the third issue in a row the mailbox refused
             ledger.record(self.conn, [outcome], now=now)
             if outcome.status == "bounced" and bounce in (Bounce.HARD, Bounce.SOFT):
-                subscribers_store.set_status(self.conn, job.subscriber_id, "bounced", now=now)
-                subscribers_store.suppress(self.conn, job.email, "bounced", now=now)
+                settle.suppress_bounced(self.conn, job.subscriber_id, job.email, now=now)
                 self.data_version = -1  # our own write: the waiting rows are looked at again
         self.commits += 1
 
@@ -257,7 +256,8 @@ class SendLoop:
                 to=job.email, name=job.name, token=job.token, message_id=job.message_id
             )
             to = wire_address(job.email)  # an IDN domain in IDNA: no SMTPUTF8 needed
-            reply = await self.transport.send(lane, self.sender, to, message)
+            sender = envelope_sender(self.bounce_address, job.message_id, default=self.sender)
+            reply = await self.transport.send(lane, sender, to, message)
             # If recording the reply fails (a full disk), the row stays 'sending': the next run
             # sends it again, the one possible second copy on this connection.
             del self.in_flight[lane]

@@ -231,4 +231,35 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "feedback events",
+        """
+        -- Bounces and complaints reported after the 250 (digest.feedback): provider webhooks and
+        -- the DSN and ARF reports of `digest bounces`. One row per (source, event id), so a
+        -- retried webhook or a report read twice is applied once.
+        CREATE TABLE feedback_events (
+            source        TEXT NOT NULL,      -- ses | postmark | mailgun | sendgrid | dsn | arf
+            event_id      TEXT NOT NULL,
+            kind          TEXT NOT NULL,      -- hard | soft | policy | complaint
+            recipient     TEXT,
+            message_id    TEXT,               -- the original Message-ID, when known
+            issue         INTEGER,            -- the delivery it was matched to, if any
+            subscriber_id INTEGER,
+            outcome       TEXT NOT NULL,      -- what it did (suppressed, unsubscribed, ...)
+            detail        TEXT NOT NULL,
+            occurred_at   TEXT,
+            received_at   TEXT NOT NULL,
+            PRIMARY KEY (source, event_id)
+        );
+        CREATE INDEX feedback_events_received ON feedback_events (received_at);
+        -- Mailgun's signature tokens already seen, so a captured request cannot be replayed
+        -- within the freshness window (older ones are refused by their timestamp anyway).
+        CREATE TABLE webhook_nonces (
+            source  TEXT NOT NULL,
+            nonce   TEXT NOT NULL,
+            seen_at TEXT NOT NULL,
+            PRIMARY KEY (source, nonce)
+        );
+        """,
+    ),
 ]
