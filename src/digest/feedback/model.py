@@ -42,6 +42,8 @@ def kind_of(status: str | int | None, text: str = "", *, default: Kind = Kind.SO
     provider's own class (``default``) when neither says more."""
     status_text = str(status or "").strip()
     text = text.strip()
+    if status_text.endswith(".0.0"):
+        status_text = ""  # "5.0.0, other": the text (a reply code, its words) says more
     if _ENHANCED.match(status_text):
         reading = classify(550 if status_text[0] == "5" else 450, f"{status_text} {text}")
     elif status_text.isdigit() and len(status_text) == 3:

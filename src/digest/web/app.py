@@ -23,6 +23,7 @@ from digest.web.pages import Limits, Site
 from digest.web.publication import Publication
 from digest.web.security import FormTokens, SecurityHeaders, origin_of
 from digest.web.subscribing import Subscribing
+from digest.web.webhooks import Webhooks
 
 MAX_BODY = 64 * 1024  # every form here is tiny; refuse big bodies before parsing them
 
@@ -98,6 +99,7 @@ def create_app(
     )
     public = Publication(site)
     reader = Subscribing(site, public)
+    webhooks = Webhooks(site)  # bounces and complaints from mail providers
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -129,6 +131,7 @@ def create_app(
         Route("/healthz", site.healthz, methods=["GET"]),
         Route("/style.css", site.stylesheet, methods=["GET"]),
         Route("/accent.css", site.accent_stylesheet, methods=["GET"]),
+        *webhooks.routes(),
     ]
     app = App(
         routes=routes,
@@ -140,4 +143,5 @@ def create_app(
     app.state.site = site
     app.state.mailer = mailer
     app.state.db = db
+    app.state.webhooks = webhooks
     return app
