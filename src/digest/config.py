@@ -10,10 +10,11 @@ import datetime as dt
 import re
 import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -22,6 +23,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -64,6 +66,9 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(default=30.0, gt=0)
     smtp_pool: int = Field(default=4, ge=1, le=32)
     smtp_reconnect_every: int = Field(default=500, ge=1)
+    # Several relays, instead of DIGEST_SMTP_HOST: "host[:port] [pool=N] [rate=N/s]
+    # [security=..] [user=.. password=..], host2 ...", tried in turn when one refuses.
+    smtp_hosts: str | None = None
     # After SIGTERM/SIGINT/SIGHUP, the messages in flight get this long to finish (systemd's
     # TimeoutStopSec must be longer); `full` fsyncs every reply the send loop records, so a
     # power cut too resends only the messages in flight.
@@ -120,6 +125,19 @@ class Settings(BaseSettings):
             parse_rate(value)
         return value
 
+    @field_validator("smtp_hosts")
+    @classmethod
+    def _smtp_hosts(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("smtp_host"):
+            raise ValueError(
+                "DIGEST_SMTP_HOST is set too: set one of them (DIGEST_SMTP_HOSTS takes one "
+                "relay as well as several)"
+            )
+        parse_relays(value, port=None, security="none", pool=1)
+        return value
+
     @field_validator("templates")
     @classmethod
     def _templates(cls, value: Path | None) -> Path | None:
@@ -132,7 +150,21 @@ class Settings(BaseSettings):
     def port(self) -> int:
         if self.smtp_port is not None:
             return self.smtp_port
-        return {"tls": 465, "starttls": 587, "none": 25}[self.smtp_security]
+        return SMTP_PORTS[self.smtp_security]
+
+    @property
+    def smtp_relays(self) -> list[SmtpRelay]:
+        """The relays to send through, in order of preference; [] for the Maildir outbox."""
+        if self.smtp_hosts:
+            return parse_relays(
+                self.smtp_hosts,
+                port=self.smtp_port,
+                security=self.smtp_security,
+                pool=self.smtp_pool,
+            )
+        if self.smtp_host:
+            return [SmtpRelay(self.smtp_host, self.port, self.smtp_pool)]
+        return []
 
     @property
     def rate_per_second(self) -> float | None:
@@ -158,6 +190,81 @@ def parse_rate(text: str) -> float:
         raise ValueError(f"expected a rate such as 14/s or 30/min, found {text!r}")
     per = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}.get(match[2], 3600)
     return float(match[1]) / per
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpRelay:
+    """One entry of DIGEST_SMTP_HOSTS; None: DIGEST_SMTP_SECURITY, _USERNAME, _PASSWORD."""
+
+    host: str
+    port: int
+    pool: int
+    rate: float | None = None  # messages per second through this relay
+    security: Literal["tls", "starttls", "none"] | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+SMTP_PORTS = {"tls": 465, "starttls": 587, "none": 25}
+RELAYS_EXAMPLE = "smtp-a.example.org:587 pool=8 rate=20/s, smtp-b.example.org:2525 pool=2"
+
+
+def parse_relays(text: str, *, port: int | None, security: str, pool: int) -> list[SmtpRelay]:
+    """DIGEST_SMTP_HOSTS: entries separated by commas, each ``host[:port]`` then options.
+
+    The keywords are the defaults: DIGEST_SMTP_PORT (else the port of the relay's security),
+    DIGEST_SMTP_SECURITY, DIGEST_SMTP_POOL. User and password may be %-encoded (a comma is
+    %2C, a space %20)."""
+    relays: list[SmtpRelay] = []
+    for n, entry in enumerate(text.split(","), start=1):
+        words = entry.split()
+        shown = " ".join(re.sub(r"^(password=).*", r"\1***", w) for w in words)
+
+        def bad(why: str, shown: str = shown, n: int = n) -> ValueError:
+            return ValueError(f"entry {n}, found {shown!r}: {why}; for example {RELAYS_EXAMPLE!r}")
+
+        if not words:
+            raise bad("empty entry")
+        match = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?", words[0])
+        if match is None or (match[2] and not 0 < int(match[2]) < 65536):
+            raise bad("expected host or host:port first")
+        options: dict[str, str] = {}
+        for word in words[1:]:
+            name, eq, value = word.partition("=")
+            if not eq or not value or name in options:
+                raise bad(f"{word.split('=')[0]!r}: expected each option once, as name=value")
+            options[name] = value
+        unknown = set(options) - {"pool", "rate", "security", "user", "password"}
+        if unknown:
+            raise bad(
+                f"unknown option {sorted(unknown)[0]!r} (pool, rate, security, user, password)"
+            )
+        try:
+            size = int(options.get("pool", pool))
+            rate = parse_rate(options["rate"]) if "rate" in options else None
+        except ValueError as exc:
+            raise bad(str(exc) if "rate" in str(exc) else "pool: expected a number") from None
+        if not 1 <= size <= 32:
+            raise bad("pool: expected 1 to 32 connections")
+        chosen = options.get("security")
+        if chosen not in (None, "tls", "starttls", "none"):
+            raise bad("security: expected tls, starttls or none")
+        secret = options.get("password")
+        relays.append(
+            SmtpRelay(
+                host=match[1].strip("[]"),
+                port=int(match[2]) if match[2] else port or SMTP_PORTS[chosen or security],
+                pool=size,
+                rate=rate,
+                security=chosen,  # type: ignore[arg-type]
+                username=unquote(options["user"]) if "user" in options else None,
+                password=SecretStr(unquote(secret)) if secret else None,
+            )
+        )
+    return relays
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -3,6 +3,9 @@
 ``smtp_server``: plain SMTP on a free port, recording every message with its envelope. It can be
 told to answer 451 a few times then 250, to refuse recipients (at RCPT or DATA), to drop the
 connection in the middle of a DATA, and to be slow, per message, so a `kill -9` lands mid-send.
+``smtp_servers``: a factory of such servers, for several relays (DIGEST_SMTP_HOSTS); a server
+can be told to refuse at the greeting or at MAIL FROM, or to drop the connection there, from
+the start or once it holds some messages.
 ``smtp_tls_server``: the same, but STARTTLS and AUTH are required, with a certificate from a
 throwaway CA (trustme); ``SSL_CERT_FILE`` points the client at that CA.
 
@@ -23,7 +26,7 @@ import sqlite3
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +35,7 @@ from typing import Any
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from digest.config import BlogsFile, Settings, load_blogs
 from digest.issue.draft import refresh_draft
@@ -88,8 +91,31 @@ class Handler:
     # without keeping the message
     hang_after: int | None = None
     unhang: threading.Event = field(default_factory=threading.Event)
+    # A relay going bad: the reply instead of the 220 greeting, the reply to every MAIL FROM
+    # (a 421 closes the connection), or dropping the connection at MAIL FROM; once the server
+    # holds `refuse_after` messages (None: from the start).
+    refuse_greeting: str | None = None
+    refuse_mail: str | None = None
+    drop_mail: bool = False
+    refuse_after: int | None = None
     datas: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refusing(self) -> bool:
+        with self.lock:
+            return self.refuse_after is None or len(self.messages) >= self.refuse_after
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.drop_mail and self.refusing():
+            server.transport.abort()
+            return "421 4.4.2 connection dropped"
+        if self.refuse_mail and self.refusing():
+            return self.refuse_mail
+        envelope.mail_from = address  # what aiosmtpd does without this hook
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -142,6 +168,22 @@ class Handler:
         return None
 
 
+class _Smtp(SMTP):
+    async def _handle_client(self) -> None:
+        refusal = self.event_handler.refuse_greeting
+        if refusal and self.event_handler.refusing():
+            await self.push(refusal)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _Smtp(self.handler, **self.SMTP_kwargs)
+
+
 class SmtpServer:
     def __init__(self, handler: Handler, controller: Controller, port: int) -> None:
         self.handler = handler
@@ -180,9 +222,9 @@ class SmtpServer:
         return out
 
 
-def _start(handler: Handler, **kwargs: Any) -> tuple[Controller, int]:
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+def _start(handler: Handler, port: int | None = None, **kwargs: Any) -> tuple[Controller, int]:
+    port = port or free_port()
+    controller = _Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     return controller, port
 
@@ -196,6 +238,25 @@ def smtp_server() -> Iterator[SmtpServer]:
     finally:
         handler.unhang.set()
         controller.stop()
+
+
+@pytest.fixture
+def smtp_servers() -> Iterator[Callable[..., SmtpServer]]:
+    """``start(port=None)`` -> one more plain SMTP server, stopped after the test."""
+    started: list[SmtpServer] = []
+
+    def start(port: int | None = None) -> SmtpServer:
+        handler = Handler()
+        controller, port = _start(handler, port, enable_SMTPUTF8=True)
+        started.append(SmtpServer(handler, controller, port))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.handler.unhang.set()
+            server.controller.stop()
 
 
 def _authenticate(

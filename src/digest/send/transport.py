@@ -7,7 +7,8 @@ code path, so the weekly job works on a fresh machine and the curator can open w
 
 A lane returns a ``Reply`` for anything about one recipient (2xx, 4xx, 5xx, a dropped
 connection) and raises ``DeliveryError`` only for what would fail for everyone: no server,
-STARTTLS missing, AUTH refused, the sender address refused.
+STARTTLS missing, AUTH refused, the sender address refused. With several relays
+(DIGEST_SMTP_HOSTS, ``digest.send.relays``) a lane first fails over to another relay.
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ import asyncio
 import concurrent.futures
 import errno
 import mailbox
-import time
-from collections.abc import Coroutine
-from dataclasses import dataclass
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import aiosmtplib
 
-from digest.config import Settings
+from digest.config import Settings, SmtpRelay
 from digest.errors import DeliveryError
 from digest.send.bounces import Bounce, classify
+from digest.send.relays import RateLimiter, RelayRefused, RelaySet
+
+__all__ = ["RateLimiter", "Reply", "SmtpLane", "Transport", "deliver_one", "open_transport"]
 
 T = TypeVar("T")
 
@@ -41,6 +44,9 @@ class Reply:
     code: int
     text: str
     stage: str = "data"  # mail | rcpt | data | connection | local
+    # Refused before DATA for a reason of the relay's (a 421, MAIL FROM refused, a drop):
+    # another relay may take the message without risking a second copy.
+    failover: bool = field(default=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -75,10 +81,15 @@ class Lane(Protocol):
 
 def describe_target(settings: Settings) -> str:
     """Where mail goes, for the confirmation prompt and the summary."""
-    if not settings.smtp_host:
+    relays = settings.smtp_relays
+    if not relays:
         return f"Maildir {settings.outbox}/ (DIGEST_SMTP_HOST is unset)"
-    who = f", as {settings.smtp_username}" if settings.smtp_username else ""
-    return f"smtp {settings.smtp_host}:{settings.port} ({settings.smtp_security}{who})"
+    shown = []
+    for relay in relays:
+        user = relay.username or settings.smtp_username
+        who = f", as {user}" if user else ""
+        shown.append(f"{relay} ({relay.security or settings.smtp_security}{who})")
+    return "smtp " + ", ".join(shown)
 
 
 async def _abandon(client: aiosmtplib.SMTP) -> None:
@@ -103,31 +114,35 @@ async def _greet(client: aiosmtplib.SMTP) -> None:
 class SmtpLane:
     """One SMTP connection, opened on first use and reopened when needed."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, relay: SmtpRelay | None = None) -> None:
         self.settings = settings
+        self.relay = relay or settings.smtp_relays[0]
+        self.security = self.relay.security or settings.smtp_security
         self.client: aiosmtplib.SMTP | None = None
         self.sent_on_connection = 0
         self.connections = 0
         self.busy = False
 
     def _new_client(self) -> aiosmtplib.SMTP:
-        s = self.settings
+        s, relay = self.settings, self.relay
+        password = relay.password or s.smtp_password
         return aiosmtplib.SMTP(
-            hostname=s.smtp_host,
-            port=s.port,
-            username=s.smtp_username,
-            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            hostname=relay.host,
+            port=relay.port,
+            username=relay.username or s.smtp_username,
+            password=password.get_secret_value() if password else None,
             timeout=s.smtp_timeout,
-            use_tls=s.smtp_security == "tls",
+            use_tls=self.security == "tls",
             # True, not None: aiosmtplib's None silently stays plaintext without STARTTLS.
-            start_tls=s.smtp_security == "starttls",
+            start_tls=self.security == "starttls",
         )
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self, retries: Sequence[float]) -> aiosmtplib.SMTP:
         s = self.settings
-        target = f"{s.smtp_host}:{s.port}"
+        target = str(self.relay)
+        hosts = "DIGEST_SMTP_HOSTS" if s.smtp_hosts else "DIGEST_SMTP_HOST, DIGEST_SMTP_PORT"
         last = ""
-        for pause in (*CONNECT_RETRIES, None):
+        for pause in (*retries, None):
             client = self._new_client()
             try:
                 try:
@@ -137,8 +152,9 @@ class SmtpLane:
                     await _abandon(client)
                     raise
             except aiosmtplib.SMTPAuthenticationError as exc:
-                raise DeliveryError(
-                    f"{target}: AUTH refused for {s.smtp_username}: {exc.code} {exc.message}",
+                user = self.relay.username or s.smtp_username
+                raise RelayRefused(
+                    f"{target}: AUTH refused for {user}: {exc.code} {exc.message}",
                     hint="check DIGEST_SMTP_USERNAME and DIGEST_SMTP_PASSWORD",
                 ) from None
             except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError, OSError) as exc:
@@ -147,15 +163,15 @@ class SmtpLane:
                 last = str(exc) or "disconnected"
             except aiosmtplib.SMTPResponseException as exc:
                 if exc.code >= 500:
-                    raise DeliveryError(
+                    raise RelayRefused(
                         f"{target}: the server refused the session: {exc.code} {exc.message}",
-                        hint="check DIGEST_SMTP_HOST, DIGEST_SMTP_PORT and DIGEST_SMTP_SECURITY",
+                        hint=f"check {hosts} and DIGEST_SMTP_SECURITY",
                     ) from None
                 last = f"{exc.code} {exc.message}"
             except aiosmtplib.SMTPException as exc:
                 # STARTTLS not offered, TLS handshake or certificate trouble: never retried,
                 # and never downgraded to plaintext.
-                raise DeliveryError(
+                raise RelayRefused(
                     f"{target}: {exc}",
                     hint="DIGEST_SMTP_SECURITY=tls for port 465, starttls for 587; 'none' only "
                     "for a local relay",
@@ -167,22 +183,26 @@ class SmtpLane:
                 return client
             if pause is not None:
                 await asyncio.sleep(pause)
-        raise DeliveryError(
+        raise RelayRefused(
             f"cannot connect to {target}: {last}",
-            hint="is the SMTP server up? check DIGEST_SMTP_HOST and DIGEST_SMTP_PORT; "
+            hint=f"is the SMTP server up? check {hosts}; "
             "the deliveries not sent yet are kept for the next `digest send`",
         )
 
-    async def send(self, sender: str, to: str, message: bytes) -> Reply:
+    async def send(
+        self, sender: str, to: str, message: bytes, *, retries: Sequence[float] | None = None
+    ) -> Reply:
+        """``retries``: pauses between connection attempts (CONNECT_RETRIES unless given)."""
         self.busy = True  # until the reply: a send cut off here leaves the session unusable
-        reply = await self._send(sender, to, message)
+        pauses = CONNECT_RETRIES if retries is None else retries
+        reply = await self._send(sender, to, message, pauses)
         self.busy = False
         return reply
 
-    async def _send(self, sender: str, to: str, message: bytes) -> Reply:
+    async def _send(self, sender: str, to: str, message: bytes, retries: Sequence[float]) -> Reply:
         client = self.client
         if client is None or not client.is_connected:
-            client = await self._connect()
+            client = await self._connect(retries)
         # MAIL, RCPT, DATA rather than sendmail(): the message is already CRLF throughout, so
         # its SIZE (RFC 1870) is its length, and sendmail's extra pass over the whole message
         # to compute it is saved on every recipient.
@@ -193,22 +213,24 @@ class SmtpLane:
                 return Reply(553, "the server does not offer SMTPUTF8 for this address", "local")
             options.append("SMTPUTF8")
             encoding = "utf-8"
+        stage = "mail"  # until DATA, nothing of the message reached the relay
         try:
             await client.mail(sender, options=options, encoding=encoding)
             await client.rcpt(to, encoding=encoding)
+            stage = "data"
             response = await client.data(message)
         except aiosmtplib.SMTPSenderRefused as exc:
             await self._reset()
             if exc.code >= 500:
-                raise DeliveryError(
+                raise RelayRefused(
                     f"the server refused the sender {sender}: {exc.code} {exc.message}",
                     hint="the newsletter's `from:` in blogs.yaml must be an address this server "
                     "may send as",
                 ) from None
-            return Reply(exc.code, exc.message, "mail")
+            return Reply(exc.code, exc.message, "mail", failover=True)
         except aiosmtplib.SMTPRecipientRefused as exc:
             await self._reset()
-            return Reply(exc.code, exc.message, "rcpt")
+            return Reply(exc.code, exc.message, "rcpt", failover=exc.code == 421)
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421:  # the server is closing the connection (RFC 5321 3.8)
                 await self._drop()
@@ -217,7 +239,9 @@ class SmtpLane:
             return Reply(exc.code, exc.message, "data")
         except (aiosmtplib.SMTPException, OSError) as exc:
             await self._drop()
-            return Reply(0, f"connection lost: {exc or type(exc).__name__}", "connection")
+            # Before DATA another relay may take it; during DATA the outcome is unknown.
+            lost = f"connection lost: {exc or type(exc).__name__}"
+            return Reply(0, lost, "connection", failover=stage == "mail")
         except ValueError as exc:  # an address aiosmtplib cannot send to
             await self._reset()
             return Reply(553, f"invalid address: {exc}", "local")
@@ -303,43 +327,33 @@ class NullLane:
         return None
 
 
-class RateLimiter:
-    """At most ``per_second`` messages a second over all lanes (DIGEST_SEND_RATE)."""
-
-    def __init__(self, per_second: float | None) -> None:
-        self.interval = 1.0 / per_second if per_second else 0.0
-        self.next_slot = 0.0
-
-    async def wait(self) -> None:
-        if not self.interval:
-            return
-        now = time.monotonic()
-        slot = max(now, self.next_slot)
-        self.next_slot = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
-
-
 class Transport:
     """The lanes plus the shared rate limit. ``async with open_transport(settings) as t``."""
 
     def __init__(self, settings: Settings, *, dry_run: bool = False) -> None:
         self.lanes: list[Lane]
+        self.limiter = RateLimiter(None if dry_run else settings.rate_per_second)
+        self.relays: RelaySet | None = None
+        relays = settings.smtp_relays
         if dry_run:
-            self.lanes = [NullLane() for _ in range(settings.smtp_pool)]
-        elif settings.smtp_host:
-            self.lanes = [SmtpLane(settings) for _ in range(settings.smtp_pool)]
+            self.lanes = [NullLane() for _ in range(sum(r.pool for r in relays) or 1)]
+        elif relays:
+            # The relays take their own rates and the total (self.limiter) themselves.
+            self.relays = RelaySet(relays, self.limiter, lambda r: SmtpLane(settings, r))
+            self.lanes = list(self.relays.lanes)
         else:
             self.lanes = [OutboxLane(settings.outbox)]
-        self.limiter = RateLimiter(None if dry_run else settings.rate_per_second)
         self.target = describe_target(settings)
 
     async def send(self, lane: int, sender: str, to: str, message: bytes) -> Reply:
-        await self.limiter.wait()
+        if self.relays is None:
+            await self.limiter.wait()
         return await self.lanes[lane].send(sender, to, message)
 
     async def aclose(self) -> None:
         await asyncio.gather(*(lane.close() for lane in self.lanes))
+        if self.relays is not None:
+            await self.relays.aclose()
 
     async def __aenter__(self) -> Transport:
         return self
