@@ -1,13 +1,20 @@
 """Gathering 500 feeds: digest vs rss2email 3.14, cold (every body) and warm (every feed 304).
 
-The feeds are generated from the real fixtures (their shapes, markup and quirks), trimmed to
-the sizes real feeds have (most keep 10-25 items, one in ten the whole file: XXIIVV's 735
-items, 100r's 45), every URL made unique per feed. They are served by a small asyncio HTTP/1.1
-server in its own process, on 250 loopback addresses (two feeds per host, as per-host limits
-would see them), with 100 ms added before every response, honouring If-None-Match and gzip.
+Issue 12's shape (the default): 500 whole-size copies of the real fixtures (their shapes,
+markup and quirks; XXIIVV's 735 items among them), about 50 MB, every URL made unique per copy.
+They are served by a small asyncio HTTP/1.1 server in its own process, on 100 loopback
+addresses (five feeds per host: DIGEST_FETCH_PER_HOST matters), with 100 ms added before every
+response, honouring If-None-Match and gzip. ``--trimmed`` is the older shape: copies trimmed
+to the sizes real feeds have (most keep 10-25 items, one in ten the whole file), 250 hosts.
 
-    python benchmarks/bench_fetch.py            # everything (about 2-3 minutes)
+The SQL statements digest issues are counted with sqlite3's trace callback on the bench's
+connection (its small cost is counted against digest). Warm CPU per feed is this process's
+user+sys time during the warm run (every feed answers 304, no parse worker is involved): the
+event loop, httpx, the store and logging; the server's process is not included.
+
+    python benchmarks/bench_fetch.py            # everything (about 5 minutes)
     python benchmarks/bench_fetch.py --no-r2e   # digest only
+    python benchmarks/bench_fetch.py --no-r2e --profile /tmp/cold.prof   # cProfile, cold run
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from _common import children_peak_rss_mb, peak_rss_mb, ratio, table, timed  # no
 
 FIXTURES = HERE.parent / "tests" / "fixtures" / "feeds"
 N_FEEDS = 500
-N_HOSTS = 250
+N_HOSTS = 100  # --trimmed: 250
 LATENCY = 0.1
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
@@ -51,14 +58,16 @@ def _split(text: str) -> tuple[str, list[str], str]:
     return head, items, tail
 
 
-def generate(folder: Path) -> list[str]:
-    """Write f0.xml .. f499.xml; returns their names."""
+def generate(folder: Path, *, trimmed: bool = False) -> list[str]:
+    """Write f0.xml .. f499.xml (whole-size copies unless ``trimmed``); returns their names."""
     rng = random.Random(500)
     shapes = [_split((FIXTURES / f).read_text("utf-8")) for f in sorted(os.listdir(FIXTURES))]
     names = []
     for i in range(N_FEEDS):
         head, items, tail = shapes[i % len(shapes)]
-        keep = len(items) if rng.random() < 0.1 else min(len(items), rng.randint(10, 25))
+        keep = len(items)
+        if trimmed and rng.random() >= 0.1:
+            keep = min(len(items), rng.randint(10, 25))
         text = head + "".join(items[:keep]) + tail
         # Unique URLs and ids per feed, so no two blogs share posts.
         text = text.replace("://", f"://f{i}.").replace(
@@ -70,14 +79,14 @@ def generate(folder: Path) -> list[str]:
     return names
 
 
-def host_of(i: int) -> str:
-    return f"127.0.{1 + i % N_HOSTS // 250}.{1 + i % N_HOSTS % 250}"
+def host_of(i: int, hosts: int) -> str:
+    return f"127.0.{1 + i % hosts // 250}.{1 + i % hosts % 250}"
 
 
 # --- the server (its own process) ----------------------------------------------------------
 
 
-async def _serve(folder: Path, port: int, ready: Path) -> None:
+async def _serve(folder: Path, port: int, ready: Path, n_hosts: int) -> None:
     bodies: dict[str, tuple[bytes, bytes, str]] = {}
     for name in os.listdir(folder):
         raw = (folder / name).read_bytes()
@@ -124,7 +133,7 @@ async def _serve(folder: Path, port: int, ready: Path) -> None:
         finally:
             writer.close()
 
-    hosts = sorted({host_of(i) for i in range(N_FEEDS)})
+    hosts = sorted({host_of(i, n_hosts) for i in range(N_FEEDS)})
     server = await asyncio.start_server(handle, host=hosts, port=port, backlog=1024)
     ready.write_text("ok")
     async with server:
@@ -137,11 +146,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(folder: Path, n_hosts: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     ready = folder.parent / "ready"
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(folder), str(port), str(ready)]
+        [sys.executable, __file__, "--serve", str(folder), str(port), str(ready), str(n_hosts)]
     )
     deadline = time.monotonic() + 30
     while not ready.exists():
@@ -178,7 +187,7 @@ def digest_blogs(urls: list[str]):  # type: ignore[no-untyped-def]
     )
 
 
-def run_digest(urls: list[str], work: Path) -> dict[str, float]:
+def run_digest(urls: list[str], work: Path, profile: str | None) -> dict[str, float]:
     from digest.config import Settings
     from digest.feeds.gather import gather_sync
     from digest.store import connect
@@ -186,12 +195,27 @@ def run_digest(urls: list[str], work: Path) -> dict[str, float]:
     settings = Settings(db=work / "digest.db", fetch_timeout=60)
     blogs = digest_blogs(urls)
     conn = connect(settings.db)
+    statements = [0]
+
+    def count(_sql: str) -> None:
+        statements[0] += 1
+
+    conn.set_trace_callback(count)
     out: dict[str, float] = {}
     for label in ("cold", "warm"):
+        statements[0] = 0
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         with timed() as t:
-            report = gather_sync(settings, blogs, conn, now=NOW, force=True)
+            if label == "cold" and profile:
+                import cProfile
+
+                with cProfile.Profile() as prof:
+                    report = gather_sync(settings, blogs, conn, now=NOW, force=True)
+                prof.dump_stats(profile)
+            else:
+                report = gather_sync(settings, blogs, conn, now=NOW, force=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out[f"{label}_statements"] = statements[0]
         statuses = {r.status for r in report.results}
         expected = {"ok"} if label == "cold" else {"not_modified"}
         assert statuses == expected, (label, [r.error for r in report.results if r.error][:3])
@@ -199,11 +223,14 @@ def run_digest(urls: list[str], work: Path) -> dict[str, float]:
         # server is a child as well, but is reaped only at the very end).
         workers = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         out[f"{label}_wall"], out[f"{label}_cpu"] = t["wall"], t["cpu"] + workers
+        out[f"{label}_own_cpu"] = t["cpu"]
+    conn.set_trace_callback(None)
     out["posts"] = conn.execute("SELECT COUNT(*) FROM posts").fetchone()[0]
     conn.close()
     out["rss"] = peak_rss_mb()
     out["workers_rss"] = children_peak_rss_mb()  # r2e ran first: the larger of the two
     out["concurrency"] = settings.fetch_concurrency
+    out["per_host"] = settings.fetch_per_host
     return out
 
 
@@ -291,37 +318,48 @@ def _time(fn) -> float:  # type: ignore[no-untyped-def]
 def main() -> None:
     from digest.feeds.pool import default_workers
 
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--serve", nargs=3)
+    parser.add_argument("--serve", nargs=4)
     parser.add_argument("--no-r2e", action="store_true")
-    parser.add_argument("--r2e-budget", type=float, default=200.0)
+    parser.add_argument("--r2e-budget", type=float, default=400.0)
+    parser.add_argument(
+        "--trimmed", action="store_true", help="the older shape: trimmed copies, 250 hosts"
+    )
+    parser.add_argument("--profile", metavar="FILE", help="cProfile digest's cold run to FILE")
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(_serve(Path(args.serve[0]), int(args.serve[1]), Path(args.serve[2])))
+        folder, port, ready, n_hosts = args.serve
+        asyncio.run(_serve(Path(folder), int(port), Path(ready), int(n_hosts)))
         return
+    n_hosts = 250 if args.trimmed else N_HOSTS
 
     with tempfile.TemporaryDirectory(prefix="bench-fetch-") as tmp:
         work = Path(tmp)
         folder = work / "feeds"
         folder.mkdir()
-        names = generate(folder)
+        names = generate(folder, trimmed=args.trimmed)
         sizes = sorted((folder / n).stat().st_size for n in names)
-        server, port = start_server(folder)
+        server, port = start_server(folder, n_hosts)
         try:
-            urls = [f"http://{host_of(i)}:{port}/{n}" for i, n in enumerate(names)]
+            urls = [f"http://{host_of(i, n_hosts)}:{port}/{n}" for i, n in enumerate(names)]
             # rss2email first, so that its peak memory (the largest child so far) is its own.
             theirs = "skipped (--no-r2e)" if args.no_r2e else run_r2e(urls, work, args.r2e_budget)
-            ours = run_digest(urls, work)
+            ours = run_digest(urls, work, args.profile)
         finally:
             server.terminate()
             server.wait()
         p_ours, p_default, p_size = parse_costs()
 
     print(
-        f"\n{N_FEEDS} feeds on {N_HOSTS} hosts, {LATENCY * 1000:.0f} ms latency; sizes: median "
+        f"\n{N_FEEDS} {'trimmed' if args.trimmed else 'whole-size'} feeds on {n_hosts} hosts, "
+        f"{LATENCY * 1000:.0f} ms latency; sizes: median "
         f"{sizes[len(sizes) // 2] / 1024:.0f} KiB, max {sizes[-1] / 1024:.0f} KiB, total "
         f"{sum(sizes) / 2**20:.1f} MiB; {ours['posts']:.0f} posts recorded; "
-        f"DIGEST_FETCH_CONCURRENCY={ours['concurrency']:.0f}, {default_workers()} parse workers"
+        f"DIGEST_FETCH_CONCURRENCY={ours['concurrency']:.0f}, "
+        f"DIGEST_FETCH_PER_HOST={ours['per_host']:.0f}, {default_workers()} parse workers; "
+        f"load average before: {load}"
     )
     rows = []
     for label in ("cold", "warm"):
@@ -345,6 +383,19 @@ def main() -> None:
             "",
         )
     )
+    rows.append(
+        (
+            "cold run, CPU of the main process",
+            f"{ours['cold_own_cpu']:.1f} s",
+            "",
+            "",
+            "",
+        )
+    )
+    for label in ("cold", "warm"):
+        n = ours[f"{label}_statements"]
+        per = f"{n / ours['posts']:.2f} a post" if label == "cold" else f"{n / N_FEEDS:.1f} a feed"
+        rows.append((f"{label} run, SQL statements", f"{n:.0f} ({per})", "", "", ""))
     per_feed = ours["warm_cpu"] / N_FEEDS * 1000
     ref_cpu = f"{theirs['warm_cpu'] / N_FEEDS * 1000:.1f} ms" if isinstance(theirs, dict) else "n/a"
     ratio_cpu = ratio(theirs["warm_cpu"], ours["warm_cpu"]) if isinstance(theirs, dict) else "n/a"

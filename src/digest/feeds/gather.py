@@ -217,16 +217,20 @@ async def _guarded(run: _Run, blog: Blog) -> FeedResult:
 
 async def _gather_one(run: _Run, blog: Blog) -> FeedResult:
     conn, now = run.conn, run.now
-    with transaction(conn):
-        record = feed_store.ensure_feed(
-            conn, blog.id, configured_url=blog.feed or blog.homepage, feed_url=blog.feed
-        )
+    configured = blog.feed or blog.homepage
+    # Read first: the row exists and names the same URL on every run but the first.
+    record = feed_store.get_feed(conn, blog.id)
+    if record is None or record.configured_url != configured:
+        with transaction(conn):
+            record = feed_store.ensure_feed(
+                conn, blog.id, configured_url=configured, feed_url=blog.feed
+            )
     state = record.state
     if not run.force and (
         state.status == "gone"
         or (state.next_poll is not None and state.next_poll > now + DUE_SLACK)
     ):
-        return _result(run, blog.id, "skipped", state.http_status, 0, error=state.error)
+        return _result(run, record, "skipped", state.http_status, 0, error=state.error)
 
     url = state.url
     response: Response | None = None
@@ -253,7 +257,7 @@ async def _gather_one(run: _Run, blog: Blog) -> FeedResult:
             )
     except FeedError as exc:
         return _failed(run, blog, exc)
-    return _succeeded(run, blog, record, response, parsed)
+    return _succeeded(run, blog, record, response, parsed, url)
 
 
 def _succeeded(
@@ -262,53 +266,71 @@ def _succeeded(
     record: feed_store.FeedRecord,
     response: Response,
     parsed: ParsedFeed | None,
+    url: str,
 ) -> FeedResult:
+    """``url``: the feed's stored URL (found by discovery on its first run)."""
     conn, now, state = run.conn, run.now, record.state
     first_run = not record.seeded
     # Later runs: the window starts at what the last successful look could have seen.
     window_start = (now if first_run else (state.last_success or now)) - run.newsletter_lookback
     next_poll = next_poll_after(response.headers, now)
+    moved = response.moved_permanently
+    moved = moved if moved and moved != state.url else None
     recorded = Recorded()
-    with transaction(conn):
-        # Validators as the latest response carried them, also when nothing changed
-        # (a 304 updates only those it carries). A body that failed to parse never gets
-        # here: keeping its validators would turn the next poll into a 304 and hide the error.
-        feed_store.save_validators(
+    if parsed is None and moved is None:
+        # A 304 (the warm path): one statement, committed on its own.
+        feed_store.record_not_modified(
             conn,
             blog.id,
             etag=response.etag,
             last_modified=response.last_modified,
-            replace=response.status != 304,
+            next_poll=next_poll,
+            now=now,
         )
-        moved = response.moved_permanently
-        if moved and moved != state.url:
-            feed_store.set_url(conn, blog.id, moved)
-            log_event(conn, "feed_moved", f"{blog.id}: {state.url} -> {moved}", at=now)
-        if parsed is not None:
-            recorded = record_entries(
+    else:
+        with transaction(conn):
+            # Validators as the latest response carried them, also when nothing changed
+            # (a 304 updates only those it carries). A body that failed to parse never gets
+            # here: keeping its validators would turn the next poll into a 304 and hide the
+            # error.
+            feed_store.save_validators(
                 conn,
                 blog.id,
-                parsed.entries,
-                now=now,
-                first_run=first_run,
-                window_start=window_start,
+                etag=response.etag,
+                last_modified=response.last_modified,
+                replace=response.status != 304,
             )
-        feed_store.record_success(
-            conn,
-            blog.id,
-            http_status=response.status,
-            next_poll=next_poll,
-            warning=parsed.warning if parsed else None,
-            now=now,
-            seeded=parsed is not None,
-        )
+            if moved:
+                feed_store.set_url(conn, blog.id, moved)
+                log_event(conn, "feed_moved", f"{blog.id}: {state.url} -> {moved}", at=now)
+            if parsed is not None:
+                recorded = record_entries(
+                    conn,
+                    blog.id,
+                    parsed.entries,
+                    now=now,
+                    first_run=first_run,
+                    window_start=window_start,
+                )
+            feed_store.record_success(
+                conn,
+                blog.id,
+                http_status=response.status,
+                next_poll=next_poll,
+                warning=parsed.warning if parsed else None,
+                now=now,
+                seeded=parsed is not None,
+            )
     run.duplicates.extend(recorded.duplicates)
-    return _result(
-        run,
-        blog.id,
-        "not_modified" if response.status == 304 else "ok",
-        response.status,
-        len(recorded.new),
+    return FeedResult(
+        blog=blog.id,
+        url=moved or url,
+        status="not_modified" if response.status == 304 else "ok",
+        http_status=response.status,
+        new_posts=len(recorded.new),
+        newest=newest_date(conn, blog.id),
+        failures=0,
+        next_poll=next_poll,
         warning=parsed.warning if parsed else state.warning,
     )
 
@@ -340,12 +362,14 @@ def _failed(run: _Run, blog: Blog, exc: FeedError) -> FeedResult:
         )
         if gone and (record is None or record.state.status != "gone"):
             log_event(conn, "feed_gone", f"{blog.id}: {exc.url}: {exc.reason}", at=now)
-    return _result(run, blog.id, "gone" if gone else "error", exc.http_status, 0, error=exc.reason)
+    after = feed_store.get_feed(conn, blog.id)
+    assert after is not None
+    return _result(run, after, "gone" if gone else "error", exc.http_status, 0, error=exc.reason)
 
 
 def _result(
     run: _Run,
-    blog: str,
+    record: feed_store.FeedRecord,
     status: str,
     http_status: int | None,
     new_posts: int,
@@ -353,17 +377,16 @@ def _result(
     error: str | None = None,
     warning: str | None = None,
 ) -> FeedResult:
-    record = feed_store.get_feed(run.conn, blog)
-    assert record is not None
+    state = record.state
     return FeedResult(
-        blog=blog,
-        url=record.state.url,
+        blog=state.blog,
+        url=state.url,
         status=status,
         http_status=http_status,
         new_posts=new_posts,
-        newest=newest_date(run.conn, blog),
-        failures=record.state.failures,
-        next_poll=record.state.next_poll,
+        newest=newest_date(run.conn, state.blog),
+        failures=state.failures,
+        next_poll=state.next_poll,
         error=error,
         warning=warning,
     )

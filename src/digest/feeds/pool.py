@@ -2,10 +2,10 @@
 
 feedparser is pure Python: on a cold run of hundreds of feeds, parsing is most of the CPU time,
 and while it runs in the event loop's thread no response is read. So the first bodies of a run
-are parsed in this process, and from the ``start_after``-th on they go to a pool of worker
-processes (one per CPU, at most ``MAX_WORKERS``), started then and shut down with the run. A
-weekly run of a few blogs, a warm run (every feed answers 304) and the tests' small runs never
-start a process.
+are parsed in this process, and from the ``start_after``-th on (or once they add up to
+``start_after_bytes``) they go to a pool of worker processes (one per CPU, at most
+``MAX_WORKERS``), started then and shut down with the run. A weekly run of a few blogs, a warm
+run (every feed answers 304) and the tests' small runs never start a process.
 
 Crossing the process boundary changes nothing a caller sees: a worker returns the same
 ``ParsedFeed``, or its FeedError flattened into a plain value (FeedError's keyword-only
@@ -30,8 +30,11 @@ from digest.feeds.parse import ParsedFeed, parse_feed
 
 MAX_WORKERS = 4
 # Bodies parsed in this process before a pool is worth its start-up (about 0.2 s of CPU per
-# worker: a fresh interpreter importing feedparser). A small feed parses in 1-5 ms.
+# worker: a fresh interpreter importing feedparser). A small feed parses in 1-5 ms; a large one
+# (XXIIVV's 364 KB) in about 0.25 s, hence the limit in bytes too: past it, a cold run of many
+# large feeds would keep one core parsing while the others wait.
 START_AFTER = 24
+START_AFTER_BYTES = 256 * 1024
 # Pools replaced after a worker died, before the rest of the run parses in this process.
 MAX_RESTARTS = 3
 
@@ -94,12 +97,15 @@ class FeedParser:
         workers: int | None = None,
         *,
         start_after: int = START_AFTER,
+        start_after_bytes: int = START_AFTER_BYTES,
         job: Job = parse_job,
     ) -> None:
         self.workers = default_workers() if workers is None else workers
         self.start_after = start_after
+        self.start_after_bytes = start_after_bytes
         self.job = job
         self.parsed = 0  # bodies seen so far
+        self.parsed_bytes = 0  # their size, before this one
         self.restarts = 0
         self.pooled = False  # whether a pool was started in this run
         self._pool: ProcessPoolExecutor | None = None
@@ -111,9 +117,9 @@ class FeedParser:
     async def parse(self, body: bytes, *, url: str, headers: Mapping[str, str]) -> ParsedFeed:
         """parse_feed(body, url=url, headers=headers), wherever it runs; raises FeedError."""
         self.parsed += 1
-        use_pool = (
-            self.workers > 0 and self.parsed > self.start_after and self.restarts <= MAX_RESTARTS
-        )
+        enough = self.parsed > self.start_after or self.parsed_bytes >= self.start_after_bytes
+        self.parsed_bytes += len(body)
+        use_pool = self.workers > 0 and enough and self.restarts <= MAX_RESTARTS
         if not use_pool:
             outcome = self.job(body, url, headers)
         else:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from digest.models import Entry, Post
+from digest.models import Entry
 from digest.store import posts as store
 from digest.store.db import Connection, log_event
 
@@ -57,14 +57,20 @@ def canonical_url(url: str) -> str:
     index pages and tracking parameters do not make a different post. The fragment does:
     single-page logs (100r's log.html#nov2022) name posts by it."""
     parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower().removeprefix("www.")
-    if parts.port and parts.port not in (80, 443):
-        host += f":{parts.port}"
+    netloc = parts.netloc
+    if ":" in netloc or "@" in netloc:  # a port, credentials, an IPv6 address: the long way
+        host = (parts.hostname or "").lower().removeprefix("www.")
+        if parts.port and parts.port not in (80, 443):
+            host += f":{parts.port}"
+    else:
+        host = netloc.lower().removeprefix("www.")
     path = _INDEX_PAGE.sub("/", parts.path or "/").rstrip("/")
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, True) if not _TRACKING.match(k)])
     out = host + path
-    if query:
-        out += "?" + query
+    if parts.query:
+        pairs = parse_qsl(parts.query, True)
+        query = urlencode([(k, v) for k, v in pairs if not _TRACKING.match(k)])
+        if query:
+            out += "?" + query
     if parts.fragment:
         out += "#" + parts.fragment
     return out
@@ -90,7 +96,12 @@ def record_entries(
     first_run: bool,
     window_start: datetime,
 ) -> Recorded:
-    """Store what is new or changed. Call inside a transaction."""
+    """Store what is new or changed. Call inside a transaction.
+
+    A few statements whatever the number of entries: the blog's known posts, the ids and
+    canonical URLs the new ones need (``select_in``), then one executemany each for the
+    updates and the inserts. Every decision is made in Python in between, in feed order.
+    """
     out = Recorded()
     known = store.known_posts(conn, blog)
     by_key = {p.key: p for p in known}
@@ -99,9 +110,15 @@ def record_entries(
         if p.link_title:
             by_link_title[p.link_title].append(p)
     in_feed = {e.key for e in entries}
-    claimed: set[str] = set()
+    claimed: set[str] = set()  # known posts an entry of this feed already is
+    done: set[str] = set()  # keys handled: a key the feed repeats is the same post
+    changes: list[store.PostChange] = []
+    fresh: list[tuple[Entry, str | None, str | None]] = []  # (entry, canonical, link_title)
 
     for entry in entries:
+        if entry.key in done:
+            continue
+        done.add(entry.key)
         canonical = canonical_url(entry.url) if entry.url else None
         lt = link_title(entry.url, entry.title, canonical=canonical)
         old = by_key.get(entry.key)
@@ -117,79 +134,100 @@ def record_entries(
             if old is not None:
                 out.rewrites += 1
                 log_event(conn, "guid_rewrite", f"{old.id}: {old.key!r} -> {entry.key!r}", at=now)
-        if old is not None:
-            claimed.add(old.id)
-            published = _clamp(entry.published, old.first_seen)
-            if (
-                old.key,
-                old.title,
-                old.url,
-                old.author,
-                old.published,
-                old.excerpt,
-                old.words,
-                old.image,
-                old.image_alt,
-            ) != (
-                entry.key,
-                entry.title,
-                entry.url,
-                entry.author,
-                published,
-                entry.excerpt,
-                entry.words,
-                entry.image,
-                entry.image_alt,
-            ):
-                store.update_post(
-                    conn,
-                    old.id,
-                    key=entry.key,
-                    link_title=lt,
-                    canonical=canonical,
-                    title=entry.title,
-                    url=entry.url,
-                    author=entry.author,
-                    published=published,
-                    excerpt=entry.excerpt,
-                    words=entry.words,
-                    image=entry.image,
-                    image_alt=entry.image_alt,
-                )
-                out.updated += 1
+        if old is None:
+            fresh.append((entry, canonical, lt))
             continue
-
-        if entry.published is None:
-            backlog = first_run
-        else:
-            backlog = entry.published < window_start
-        new_id = _free_id(conn, blog, entry.key)
-        duplicate = (
-            store.first_with_canonical(conn, canonical, other_than_blog=blog) if canonical else None
-        )
-        post = Post(
-            id=new_id,
-            blog=blog,
+        claimed.add(old.id)
+        change = store.PostChange(
+            id=old.id,
+            key=entry.key,
+            link_title=lt,
+            canonical=canonical,
             title=entry.title,
             url=entry.url,
             author=entry.author,
-            published=_clamp(entry.published, now),
-            first_seen=now,
+            published=_clamp(entry.published, old.first_seen),
             excerpt=entry.excerpt,
             words=entry.words,
             image=entry.image,
             image_alt=entry.image_alt,
         )
-        store.insert_post(
-            conn,
-            post,
-            key=entry.key,
-            link_title=lt,
-            canonical=canonical,
-            backlog=backlog,
-            duplicate_of=duplicate[0] if duplicate else None,
+        if _changed(old, change):
+            changes.append(change)
+    store.update_posts(conn, changes)
+    out.updated = len(changes)
+    if fresh:
+        _insert(conn, blog, fresh, out, now=now, first_run=first_run, window_start=window_start)
+    return out
+
+
+def _changed(old: store.KnownPost, new: store.PostChange) -> bool:
+    return (
+        old.key,
+        old.title,
+        old.url,
+        old.author,
+        old.published,
+        old.excerpt,
+        old.words,
+        old.image,
+        old.image_alt,
+    ) != (
+        new.key,
+        new.title,
+        new.url,
+        new.author,
+        new.published,
+        new.excerpt,
+        new.words,
+        new.image,
+        new.image_alt,
+    )
+
+
+def _insert(
+    conn: Connection,
+    blog: str,
+    fresh: list[tuple[Entry, str | None, str | None]],
+    out: Recorded,
+    *,
+    now: datetime,
+    first_run: bool,
+    window_start: datetime,
+) -> None:
+    ids = [post_id(blog, entry.key) for entry, _, _ in fresh]
+    taken = store.taken_ids(conn, ids)
+    canonicals = sorted({c for _, c, _ in fresh if c is not None})
+    firsts = store.first_with_canonicals(conn, canonicals, other_than_blog=blog)
+    rows: list[store.StoredPost] = []
+    for (entry, canonical, lt), short_id in zip(fresh, ids, strict=True):
+        if entry.published is None:
+            backlog = first_run
+        else:
+            backlog = entry.published < window_start
+        new_id = short_id if short_id not in taken else _free_id(conn, blog, entry.key, taken)
+        taken.add(new_id)
+        duplicate = firsts.get(canonical) if canonical else None
+        rows.append(
+            store.StoredPost(
+                id=new_id,
+                blog=blog,
+                title=entry.title,
+                url=entry.url,
+                author=entry.author,
+                published=_clamp(entry.published, now),
+                first_seen=now,
+                excerpt=entry.excerpt,
+                words=entry.words,
+                image=entry.image,
+                image_alt=entry.image_alt,
+                key=entry.key,
+                link_title=lt,
+                canonical=canonical,
+                backlog=backlog,
+                duplicate_of=duplicate[0] if duplicate else None,
+            )
         )
-        claimed.add(new_id)
         if backlog:
             out.backlog += 1
         elif duplicate is not None:
@@ -198,7 +236,7 @@ def record_entries(
             log_event(conn, "duplicate", f"{new_id} is {duplicate[0]} ({entry.url})", at=now)
         else:
             out.new.append(new_id)
-    return out
+    store.insert_posts(conn, rows)
 
 
 def _clamp(published: datetime | None, first_seen: datetime) -> datetime | None:
@@ -208,10 +246,11 @@ def _clamp(published: datetime | None, first_seen: datetime) -> datetime | None:
     return min(published.replace(microsecond=0), first_seen)
 
 
-def _free_id(conn: Connection, blog: str, key: str) -> str:
+def _free_id(conn: Connection, blog: str, key: str, taken: set[str]) -> str:
     # 8 hex digits are 32 bits: a clash within one blog is unlikely but not impossible.
-    for length in (8, 12, 16, 40):
+    # ``taken``: ids known to be used (the stored ones among the short ids, this batch's).
+    for length in (12, 16, 40):
         candidate = post_id(blog, key, length)
-        if not store.id_taken(conn, candidate):
+        if candidate not in taken and not store.taken_ids(conn, [candidate]):
             return candidate
     raise AssertionError(f"no free post id for {blog} {key!r}")

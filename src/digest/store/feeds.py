@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from digest.models import FeedState
-from digest.store.db import Connection, Row, parse_ts, ts, ts_or_none
+from digest.store.db import Connection, Row, parse_ts, ts, ts_or_none, write_one
 
 
 @dataclass(slots=True)
@@ -126,6 +126,27 @@ def record_success(
         " seeded = CASE WHEN ? = 1 THEN 1 ELSE seeded END"
         " WHERE blog = ?",
         (http_status, http_status, warning, ts(now), ts(now), ts(next_poll), int(seeded), blog),
+    )
+
+
+def record_not_modified(
+    conn: Connection,
+    blog: str,
+    *,
+    etag: str | None,
+    last_modified: str | None,
+    next_poll: datetime,
+    now: datetime,
+) -> None:
+    """A 304, in one statement outside a transaction (``write_one``): the validators it carries
+    (each only when present, as ``save_validators`` with ``replace=False``) and a success
+    (as ``record_success`` with ``http_status=304``: the warning stays)."""
+    write_one(
+        conn,
+        "UPDATE feeds SET etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified),"
+        " status = 'ok', http_status = 304, error = NULL, failures = 0,"
+        " last_fetch = ?, last_success = ?, next_poll = ? WHERE blog = ?",
+        (etag, last_modified, ts(now), ts(now), ts(next_poll), blog),
     )
 
 

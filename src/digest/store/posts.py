@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,9 +10,7 @@ from typing import Any
 from digest.models import Post
 from digest.store.db import Connection, Row, parse_ts, select_in, ts, ts_or_none
 
-_COLUMNS = (
-    "id, blog, title, url, author, published, first_seen, excerpt, words, image, image_alt"
-)
+_COLUMNS = "id, blog, title, url, author, published, first_seen, excerpt, words, image, image_alt"
 
 
 def _fields(row: Row) -> dict[str, Any]:
@@ -108,20 +106,75 @@ def known_posts(conn: Connection, blog: str) -> list[KnownPost]:
     return [KnownPost(**_fields(r), key=r["key"], link_title=r["link_title"]) for r in rows]
 
 
-def id_taken(conn: Connection, post_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM posts WHERE id = ?", (post_id,)).fetchone() is not None
+@dataclass(slots=True)
+class StoredPost(KnownPost):
+    """A post as gathering writes it: the post, its identity keys and its standing."""
+
+    canonical: str | None = None
+    backlog: bool = False
+    duplicate_of: str | None = None
 
 
-def first_with_canonical(
-    conn: Connection, canonical: str, *, other_than_blog: str
-) -> tuple[str, str] | None:
-    """(post id, blog) of the earliest post of another blog with this canonical URL."""
-    row = conn.execute(
-        "SELECT id, blog FROM posts WHERE canonical = ? AND blog != ? AND duplicate_of IS NULL"
-        " ORDER BY first_seen, id LIMIT 1",
-        (canonical, other_than_blog),
-    ).fetchone()
-    return None if row is None else (row[0], row[1])
+def taken_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Which of these post ids are already used (by any blog)."""
+    return {row[0] for row in select_in(conn, "SELECT id FROM posts WHERE id IN ({marks})", ids)}
+
+
+def first_with_canonicals(
+    conn: Connection, canonicals: Sequence[str], *, other_than_blog: str
+) -> dict[str, tuple[str, str]]:
+    """canonical -> (post id, blog) of the earliest post of another blog with that canonical
+    URL, for those of ``canonicals`` that have one."""
+    sql = (
+        "SELECT id, blog, canonical, first_seen FROM posts"
+        " WHERE duplicate_of IS NULL AND canonical IN ({marks})"
+    )
+    best: dict[str, tuple[str, str, str]] = {}
+    for row in select_in(conn, sql, canonicals):
+        post_id, blog, canonical, first_seen = row[0], row[1], row[2], row[3]
+        if blog == other_than_blog:
+            continue
+        found = best.get(canonical)
+        if found is None or (first_seen, post_id) < (found[2], found[0]):
+            best[canonical] = (post_id, blog, first_seen)
+    return {canonical: (found[0], found[1]) for canonical, found in best.items()}
+
+
+_INSERT = (
+    "INSERT INTO posts (id, blog, key, link_title, canonical, title, url, author,"
+    " published, first_seen, excerpt, backlog, duplicate_of, words, image, image_alt)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def insert_posts(conn: Connection, posts: Sequence[StoredPost]) -> None:
+    """New posts, in one executemany."""
+    seen: dict[datetime, str] = {}  # a run stamps every post with the same first_seen
+    rows = []
+    for p in posts:
+        first_seen = seen.get(p.first_seen) or seen.setdefault(p.first_seen, ts(p.first_seen))
+        rows.append(
+            (
+                p.id,
+                p.blog,
+                p.key,
+                p.link_title,
+                p.canonical,
+                p.title,
+                p.url,
+                p.author,
+                ts_or_none(p.published),
+                first_seen,
+                p.excerpt,
+                int(p.backlog),
+                p.duplicate_of,
+                p.words,
+                p.image,
+                p.image_alt,
+            )
+        )
+    if rows:
+        conn.executemany(_INSERT, rows)
 
 
 def insert_post(
@@ -134,63 +187,65 @@ def insert_post(
     backlog: bool,
     duplicate_of: str | None,
 ) -> None:
-    conn.execute(
-        "INSERT INTO posts (id, blog, key, link_title, canonical, title, url, author,"
-        " published, first_seen, excerpt, backlog, duplicate_of, words, image, image_alt)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            post.id,
-            post.blog,
-            key,
-            link_title,
-            canonical,
-            post.title,
-            post.url,
-            post.author,
-            ts_or_none(post.published),
-            ts(post.first_seen),
-            post.excerpt,
-            int(backlog),
-            duplicate_of,
-            post.words,
-            post.image,
-            post.image_alt,
-        ),
+    fields = {name: getattr(post, name) for name in _COLUMNS.split(", ")}
+    stored = StoredPost(
+        **fields,
+        key=key,
+        link_title=link_title,
+        canonical=canonical,
+        backlog=backlog,
+        duplicate_of=duplicate_of,
     )
+    insert_posts(conn, [stored])
 
 
-def update_post(
-    conn: Connection,
-    post_id: str,
-    *,
-    key: str,
-    link_title: str | None,
-    canonical: str | None,
-    title: str,
-    url: str | None,
-    author: str | None,
-    published: datetime | None,
-    excerpt: str,
-    words: int | None = None,
-    image: str | None = None,
-    image_alt: str | None = None,
-) -> None:
-    """A post edited in place (or re-keyed after a GUID rewrite): same id, same first_seen."""
-    conn.execute(
-        "UPDATE posts SET key = ?, link_title = ?, canonical = ?, title = ?, url = ?, author = ?,"
-        " published = ?, excerpt = ?, words = ?, image = ?, image_alt = ? WHERE id = ?",
+@dataclass(slots=True)
+class PostChange:
+    """A stored post's new identity keys and fields (its id and first_seen never change)."""
+
+    id: str
+    key: str
+    link_title: str | None
+    canonical: str | None
+    title: str
+    url: str | None
+    author: str | None
+    published: datetime | None
+    excerpt: str
+    words: int | None = None
+    image: str | None = None
+    image_alt: str | None = None
+
+
+def update_posts(conn: Connection, changes: Sequence[PostChange]) -> None:
+    """Posts edited in place (or re-keyed after a GUID rewrite), in one executemany."""
+    rows = [
         (
-            key,
-            link_title,
-            canonical,
-            title,
-            url,
-            author,
-            ts_or_none(published),
-            excerpt,
-            words,
-            image,
-            image_alt,
-            post_id,
-        ),
-    )
+            c.key,
+            c.link_title,
+            c.canonical,
+            c.title,
+            c.url,
+            c.author,
+            ts_or_none(c.published),
+            c.excerpt,
+            c.words,
+            c.image,
+            c.image_alt,
+            c.id,
+        )
+        for c in changes
+    ]
+    if rows:
+        conn.executemany(
+            "UPDATE posts SET key = ?, link_title = ?, canonical = ?, title = ?, url = ?,"
+            " author = ?, published = ?, excerpt = ?, words = ?, image = ?, image_alt = ?"
+            " WHERE id = ?",
+            rows,
+        )
+
+
+def update_post(conn: Connection, post_id: str, **fields: Any) -> None:
+    """A post edited in place (or re-keyed after a GUID rewrite): same id, same first_seen.
+    ``fields``: those of PostChange."""
+    update_posts(conn, [PostChange(id=post_id, **fields)])
