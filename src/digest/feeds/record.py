@@ -243,7 +243,9 @@ def _clamp(published: datetime | None, first_seen: datetime) -> datetime | None:
     # A date after we first saw the post is a typo or a scheduled-post bug: show first_seen.
     if published is None:
         return None
-    return min(published.replace(microsecond=0), first_seen)
+    if published.microsecond:
+        published = published.replace(microsecond=0)
+    return published if published <= first_seen else first_seen
 
 
 def _free_id(conn: Connection, blog: str, key: str, taken: set[str]) -> str:
