@@ -262,4 +262,21 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "rate_limits",
+        """
+        -- The web app's abuse limits (digest/web/ratelimit.py), shared by every `digest serve`
+        -- on the database: per limiter and key, the hits of the current fixed window and of
+        -- the one before. The key is a keyed hash of the IP or mailbox, never the clear text.
+        CREATE TABLE rate_limits (
+            limiter   TEXT NOT NULL,     -- ip | address
+            subject   TEXT NOT NULL,     -- BLAKE2b of the key, keyed by the form secret
+            window_no INTEGER NOT NULL,  -- unix time // the limiter's window
+            hits      INTEGER NOT NULL,  -- in that window, refused ones too
+            previous  INTEGER NOT NULL,  -- in the window before it
+            PRIMARY KEY (limiter, subject)
+        );
+        CREATE INDEX rate_limits_window ON rate_limits (limiter, window_no);
+        """,
+    ),
 ]

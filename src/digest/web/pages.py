@@ -107,8 +107,21 @@ class Site:
             day=lambda moment: day(moment, zone),
             shorten_text=shorten,
         )
-        self.ip_limiter = RateLimiter(self.limits.per_ip, self.limits.ip_window)
-        self.address_limiter = RateLimiter(self.limits.per_address, self.limits.address_window)
+        # In the database, so every `digest serve` on it shares them; the keys are hashed with
+        # a secret derived from the form secret, which all of them share too.
+        secret = self.forms.issue("rate limit keys", 0).encode()
+        limits = self.limits
+        self.ip_limiter = RateLimiter(
+            self.db, "ip", limits.per_ip, limits.ip_window, secret=secret, clock=self.clock
+        )
+        self.address_limiter = RateLimiter(
+            self.db,
+            "address",
+            limits.per_address,
+            limits.address_window,
+            secret=secret,
+            clock=self.clock,
+        )
         self.css = resources.read_bytes("web", "style.css", self.settings.templates)
         # The curator's accent (blogs.yaml), lightened for dark mode as the email does; served
         # after style.css, which stays a plain file a curator can replace (DIGEST_TEMPLATES).

@@ -1,38 +1,76 @@
-"""A small in-memory sliding-window rate limiter (one process: `digest serve` runs one)."""
+"""Rate limits kept in the database, so several `digest serve` behind one load balancer share them.
+
+A sliding window, estimated from two fixed ones: the hits of the current window plus those of
+the previous one, weighted by how much of it the sliding window still covers (the estimate
+Cloudflare and nginx-style limiters use). One row per (limiter, key) holds both counts, and one
+upsert per hit both counts it and answers, in SQLite 3.35+ and PostgreSQL alike (the SET
+expressions read the row as it was). Refused hits count too, as before: a flood stays refused
+until it stops. Keys are keyed hashes (BLAKE2b with a secret derived from the form secret), so
+the table holds no IP or address in clear; rows two windows old are purged once a window.
+"""
 
 from __future__ import annotations
 
-from collections import deque
+import hashlib
+from collections.abc import Callable
+from datetime import datetime
+
+from digest.store.db import Connection
+from digest.web.database import Database
+
+HIT = """
+INSERT INTO rate_limits (limiter, subject, window_no, hits, previous)
+VALUES (?, ?, ?, 1, 0)
+ON CONFLICT (limiter, subject) DO UPDATE SET
+    previous = CASE
+        WHEN rate_limits.window_no = excluded.window_no THEN rate_limits.previous
+        WHEN rate_limits.window_no = excluded.window_no - 1 THEN rate_limits.hits
+        ELSE 0 END,
+    hits = CASE
+        WHEN rate_limits.window_no = excluded.window_no THEN rate_limits.hits + 1
+        ELSE 1 END,
+    window_no = excluded.window_no
+RETURNING hits, previous
+"""
+PURGE = "DELETE FROM rate_limits WHERE limiter = ? AND window_no < ?"
 
 
 class RateLimiter:
-    """At most ``limit`` hits per ``window`` seconds per key."""
+    """At most ``limit`` hits per ``window`` seconds per key, counted in the database."""
 
-    def __init__(self, limit: int, window: float, *, max_keys: int = 100_000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        name: str,
+        limit: int,
+        window: float,
+        *,
+        secret: bytes,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.db = db
+        self.name = name
         self.limit = limit
         self.window = window
-        self.max_keys = max_keys
-        self._hits: dict[str, deque[float]] = {}
+        self.secret = hashlib.blake2b(secret, person=b"digest-ratelim").digest()
+        self.clock = clock
+        self.purged = -1  # the window whose stale rows this process purged last
 
-    def allow(self, key: str, now: float) -> bool:
+    def subject(self, key: str) -> str:
+        return hashlib.blake2b(key.encode(), key=self.secret, digest_size=16).hexdigest()
+
+    async def allow(self, key: str) -> bool:
         """Record a hit and say whether it is within the limit (refused hits count too)."""
-        hits = self._hits.get(key)
-        if hits is None:
-            if len(self._hits) >= self.max_keys:
-                self._evict(now)
-            hits = self._hits[key] = deque()
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        hits.append(now)
-        # Keep at most limit + 1 entries: a flood from one key must not grow memory.
-        while len(hits) > self.limit + 1:
-            hits.popleft()
-        return len(hits) <= self.limit
+        now = self.clock().timestamp()
+        subject = self.subject(key)
+        return await self.db.run(lambda conn: self.hit(conn, subject, now))
 
-    def _evict(self, now: float) -> None:
-        stale = [k for k, v in self._hits.items() if not v or v[-1] <= now - self.window]
-        for key in stale:
-            del self._hits[key]
-        if len(self._hits) >= self.max_keys:  # all fresh: a spray of keys; forget the oldest half
-            for key in list(self._hits)[: self.max_keys // 2]:
-                del self._hits[key]
+    def hit(self, conn: Connection, subject: str, now: float) -> bool:
+        number = int(now // self.window)
+        [(hits, previous)] = conn.execute(HIT, (self.name, subject, number)).fetchall()
+        if number != self.purged:  # once a window per process: the index makes it cheap
+            self.purged = number
+            conn.execute(PURGE, (self.name, number - 1))
+        covered = 1.0 - (now / self.window - number)  # of the previous window, still in ours
+        estimate: float = hits + previous * covered
+        return estimate <= self.limit

@@ -38,7 +38,7 @@ class Subscribing:
         form = await request.form()
         if self.site.forged(request, form, "subscribe"):
             return self.site.refused()
-        if not self.site.ip_limiter.allow(client_ip(request), time.monotonic()):
+        if not await self.site.ip_limiter.allow(client_ip(request)):
             return self.site.too_many()
         email, name = form_text(form, "email"), form_text(form, "name")
         chosen = [c for c in form.getlist("categories") if isinstance(c, str)]
@@ -55,7 +55,7 @@ class Subscribing:
                     name=name,
                     chosen=set(chosen),
                 )
-            if not self.site.address_limiter.allow(mailbox(address), time.monotonic()):
+            if not await self.site.address_limiter.allow(mailbox(address)):
                 return self.site.too_many()
             now, ip = self.site.clock(), client_ip(request)
             agent = request.headers.get("user-agent")
@@ -153,7 +153,7 @@ class Subscribing:
         form = await request.form()
         if self.site.forged(request, form, f"resend:{token}"):
             return self.site.refused()
-        if not self.site.ip_limiter.allow(client_ip(request), time.monotonic()):
+        if not await self.site.ip_limiter.allow(client_ip(request)):
             return self.site.too_many()
         now, ip = self.site.clock(), client_ip(request)
         agent = request.headers.get("user-agent")
