@@ -115,6 +115,7 @@ def main(ctx: click.Context, blogs: Path | None, db: Path | None) -> None:
     ctx.call_on_close(app.close)
 
 
+from digest.cli import bounces as _bounces  # noqa: E402,F401  (registers `digest bounces`)
 from digest.cli import drafts as _drafts  # noqa: E402,F401  (`digest draft`, `digest preview`)
 from digest.cli import feeds as _feeds  # noqa: E402,F401  (registers `digest feeds`)
 from digest.cli import send as _send  # noqa: E402,F401  (registers `digest send`)
