@@ -77,19 +77,23 @@ def signing_string(message: dict[str, Any]) -> bytes:
 
 
 async def fetch_https(url: str) -> bytes:
-    """GET a small https resource (a certificate, the SubscribeURL), no redirects."""
-    async with (
-        httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client,
-        client.stream("GET", url) as response,
-    ):
-        if response.status_code != 200:
-            raise Refused(403, f"{url} answered {response.status_code}")
-        body = b""
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > MAX_CERT:
-                raise Refused(403, f"{url} is too large")
-        return body
+    """GET a small https resource (a certificate, the SubscribeURL), no redirects. A failure
+    is a 502, so that SNS retries the notification later."""
+    try:
+        async with (
+            httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code != 200:
+                raise Refused(502, f"{url} answered {response.status_code}")
+            body = b""
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_CERT:
+                    raise Refused(403, f"{url} is too large")
+            return body
+    except httpx.HTTPError as exc:
+        raise Refused(502, f"could not fetch {url}: {type(exc).__name__}") from None
 
 
 class SnsVerifier:

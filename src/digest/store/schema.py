@@ -252,6 +252,8 @@ MIGRATIONS: list[tuple[str, str]] = [
             PRIMARY KEY (source, event_id)
         );
         CREATE INDEX feedback_events_received ON feedback_events (received_at);
+        -- A provider that reports only the address (Postmark): its latest delivery.
+        CREATE INDEX deliveries_email ON deliveries (email, issue);
         -- Mailgun's signature tokens already seen, so a captured request cannot be replayed
         -- within the freshness window (older ones are refused by their timestamp anyway).
         CREATE TABLE webhook_nonces (
