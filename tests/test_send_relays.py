@@ -15,8 +15,8 @@ from digest.config import Settings, SmtpRelay, load_settings, parse_relays
 from digest.errors import ConfigError, DeliveryError
 from digest.send import relays, transport
 from digest.send.deliver import send_issue
-from digest.send.transport import Transport
-from plugins.smtp import Newsroom, SmtpServer, free_port
+from digest.send.transport import Transport, deliver_one
+from plugins.smtp import PASSWORD, USER, Newsroom, SmtpServer, free_port
 
 Start = Callable[..., SmtpServer]
 MESSAGE = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nhello\r\n"
@@ -244,3 +244,27 @@ def test_digest_send_yes_with_every_relay_down(newsroom: Newsroom) -> None:
     assert result.exit_code != 0
     assert "every relay of DIGEST_SMTP_HOSTS refused: cannot connect to 127.0.0.1:" in result.output
     assert "Traceback" not in result.output
+
+
+def test_tls_trouble_fails_over_to_a_relay_with_its_own_login(
+    smtp_server: SmtpServer, smtp_tls_server: SmtpServer
+) -> None:
+    # The first relay offers no STARTTLS (never downgraded: refused); the second wants AUTH
+    # with credentials of its own, the way a second provider would.
+    hosts = (
+        f"127.0.0.1:{smtp_server.port} security=starttls, "
+        f"127.0.0.1:{smtp_tls_server.port} security=starttls user={USER} password={PASSWORD}"
+    )
+    settings = Settings(smtp_hosts=hosts, smtp_security="none")
+    reply = deliver_one(settings, sender="a@example.org", to="b@example.net", message=MESSAGE)
+    assert reply.startswith("250")
+    assert smtp_server.messages == [] and copies(smtp_tls_server) == {"b@example.net": 1}
+
+
+def test_every_relay_dropping_trips_the_breaker(newsroom: Newsroom, smtp_servers: Start) -> None:
+    a, b = smtp_servers(), smtp_servers()
+    a.handler.drop_mail = b.handler.drop_mail = True
+    _ready(newsroom, 20)
+    with pytest.raises(DeliveryError, match="stopped answering: connection lost"):
+        _send(newsroom, _hosts((a.port, "pool=1"), (b.port, "pool=1")))
+    assert copies(a, b) == {}
