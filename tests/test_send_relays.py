@@ -268,3 +268,23 @@ def test_every_relay_dropping_trips_the_breaker(newsroom: Newsroom, smtp_servers
     with pytest.raises(DeliveryError, match="stopped answering: connection lost"):
         _send(newsroom, _hosts((a.port, "pool=1"), (b.port, "pool=1")))
     assert copies(a, b) == {}
+
+
+def test_a_message_lost_during_data_is_retried_on_the_same_relay(smtp_servers: Start) -> None:
+    a, b = smtp_servers(), smtp_servers()
+    a.handler.drop_at = {1}  # the first DATA on A never gets its final reply
+    settings = Settings(
+        smtp_hosts=_hosts((a.port, "pool=1"), (b.port, "pool=1")), smtp_security="none"
+    )
+
+    async def go() -> list[transport.Reply]:
+        async with Transport(settings) as t:
+            # Lane 0 is at home on A, lane 1 on B: the retry comes on B's lane.
+            return [
+                await t.send(lane, "a@example.org", "x@example.net", MESSAGE) for lane in (0, 1)
+            ]
+
+    lost, retried = asyncio.run(go())
+    assert (lost.code, lost.stage, lost.failover) == (0, "connection", False)
+    assert retried.ok
+    assert copies(a) == {"x@example.net": 1} and copies(b) == {}

@@ -6,7 +6,8 @@ message goes through its lane's relay unless that relay refuses it before DATA (
 TLS or AUTH trouble, a 4xx/5xx greeting, MAIL FROM refused, a 421, a drop before DATA): nothing
 of it reached the relay, so it is sent through the next relay at once, and the sick one rests
 (REST, doubling) before it is tried again. An answer after DATA, or a timeout waiting for it,
-concerns that recipient and is never sent elsewhere: it could make a second copy. Only when
+concerns that recipient and is never sent elsewhere: it could make a second copy. Its retry
+(the loop's) goes to the same relay, which may know the Message-ID already. Only when
 every relay refuses does the lane report what one relay would (an error, or its reply), so the
 loop's circuit breaker and the "cannot connect" error work as with one relay.
 
@@ -97,6 +98,8 @@ class RelaySet:
     ) -> None:
         self.relays = [Relay(spec, connect) for spec in specs]
         self.total = total
+        # recipient -> the relay whose answer to its DATA never came: retried there only
+        self.pinned: dict[str, Relay] = {}
         self.lanes = [
             RelayLane(self, home) for home, spec in enumerate(specs) for _ in range(spec.pool)
         ]
@@ -113,7 +116,8 @@ class RelaySet:
         return healthy + resting
 
     async def send(self, home: int, sender: str, to: str, message: bytes) -> Reply:
-        order = self.order(home)
+        pinned = self.pinned.pop(to, None)
+        order = [pinned] if pinned is not None else self.order(home)
         refused: list[RelayRefused] = []
         for n, relay in enumerate(order):
             last = n == len(order) - 1
@@ -136,6 +140,8 @@ class RelaySet:
                 relay.idle.put_nowait(connection)
             if not reply.failover:
                 relay.answered()
+                if reply.stage == "connection":  # lost during DATA: it may have been taken
+                    self.pinned[to] = relay
                 return reply
             relay.rest(reply)
             if last:
