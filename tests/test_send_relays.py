@@ -288,3 +288,23 @@ def test_a_message_lost_during_data_is_retried_on_the_same_relay(smtp_servers: S
     assert (lost.code, lost.stage, lost.failover) == (0, "connection", False)
     assert retried.ok
     assert copies(a) == {"x@example.net": 1} and copies(b) == {}
+
+
+def test_a_pinned_message_waits_for_its_relay(smtp_servers: Start) -> None:
+    a, b = smtp_servers(), smtp_servers()
+    a.handler.drop_at = {1}
+    settings = Settings(
+        smtp_hosts=_hosts((a.port, "pool=1"), (b.port, "pool=1")), smtp_security="none"
+    )
+
+    async def go() -> list[transport.Reply]:
+        async with Transport(settings) as t:
+            lost = await t.send(0, "a@example.org", "x@example.net", MESSAGE)
+            a.handler.refuse_greeting = "421 4.3.2 going down"
+            return [lost, await t.send(1, "a@example.org", "x@example.net", MESSAGE)]
+
+    lost, retried = asyncio.run(go())
+    assert lost.stage == "connection"
+    assert retried.code == 451 and retried.transient  # deferred: the loop tries again later
+    assert f"kept for 127.0.0.1:{a.port}" in retried.text
+    assert copies(a, b) == {}

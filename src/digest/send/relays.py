@@ -115,38 +115,67 @@ class RelaySet:
         )
         return healthy + resting
 
+    async def _attempt(
+        self, relay: Relay, sender: str, to: str, message: bytes, last: bool
+    ) -> Reply:
+        connection = await relay.idle.get()
+        try:
+            # The relay's slot, then the total's. Not one slot free in both: a slot taken far
+            # ahead for a slow relay would hold up the fast ones. The total stays exact, a
+            # relay's rate exact on average.
+            await relay.limiter.wait()
+            await self.total.wait()
+            # Retrying the connection is worth it only when no other relay is left.
+            return await connection.send(sender, to, message, retries=None if last else ())
+        finally:
+            relay.idle.put_nowait(connection)
+
     async def send(self, home: int, sender: str, to: str, message: bytes) -> Reply:
         pinned = self.pinned.pop(to, None)
-        order = [pinned] if pinned is not None else self.order(home)
+        if pinned is not None:
+            return await self._send_pinned(pinned, sender, to, message)
+        order = self.order(home)
         refused: list[RelayRefused] = []
         for n, relay in enumerate(order):
             last = n == len(order) - 1
-            connection = await relay.idle.get()
             try:
-                # The relay's slot, then the total's. Not one slot free in both: a slot taken
-                # far ahead for a slow relay would hold up the fast ones. The total stays
-                # exact, a relay's rate exact on average.
-                await relay.limiter.wait()
-                await self.total.wait()
-                # Retrying the connection is worth it only when no other relay is left.
-                reply = await connection.send(sender, to, message, retries=None if last else ())
+                reply = await self._attempt(relay, sender, to, message, last)
             except RelayRefused as exc:
                 relay.rest(exc.message)
                 refused.append(exc)
                 if last:
                     raise self._all_refused(refused) from None
                 continue
-            finally:
-                relay.idle.put_nowait(connection)
             if not reply.failover:
                 relay.answered()
-                if reply.stage == "connection":  # lost during DATA: it may have been taken
-                    self.pinned[to] = relay
+                if reply.stage == "connection" and len(self.relays) > 1:
+                    self.pinned[to] = relay  # lost during DATA: the relay may have taken it
                 return reply
             relay.rest(reply)
             if last:
                 return reply  # what one relay would have said: the loop defers or trips
         raise AssertionError("a relay set without relays")
+
+    async def _send_pinned(self, relay: Relay, sender: str, to: str, message: bytes) -> Reply:
+        """The retry of a message lost during DATA: through the same relay or not at all (a
+        deferral for now), however healthy the others are."""
+        from digest.send.transport import Reply  # at run time: transport imports this module
+
+        try:
+            reply = await self._attempt(relay, sender, to, message, True)
+        except RelayRefused as exc:
+            relay.rest(exc.message)
+            self.pinned[to] = relay
+            why = f"4.4.1 {exc.message}; kept for {relay.spec}, which may have it already"
+            return Reply(451, why, "mail")
+        if reply.failover:
+            relay.rest(reply)
+            self.pinned[to] = relay
+        else:
+            relay.answered()
+            if reply.stage == "connection":
+                self.pinned[to] = relay
+        return reply
 
     def _all_refused(self, refused: list[RelayRefused]) -> RelayRefused:
         if len(self.relays) == 1:
