@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+from pydantic import ValidationError
+
 from digest.feedback import Event, Kind
 from digest.feedback.apply import apply
 from digest.feedback.verp import envelope_sender, token_from
@@ -104,9 +107,7 @@ def test_verp_sender_carries_the_delivery_token(
         [to] = received.rcpt_tos
         message_id = ledger[to][1]
         assert received.message_id == message_id
-        assert received.mail_from == envelope_sender(
-            "bounces@example.org", message_id, default="-"
-        )
+        assert received.mail_from == envelope_sender("bounces@example.org", message_id, default="-")
         token = token_from(received.mail_from, "bounces@example.org")
         assert token and message_id.startswith(f"<{token}@")
         assert newsroom.blogs.newsletter.from_address in str(received.message["From"])
@@ -120,3 +121,11 @@ def test_without_a_bounce_address_the_sender_is_the_from_address(
     _issue(newsroom, smtp_server)
     [received] = smtp_server.messages
     assert received.mail_from == newsroom.blogs.newsletter.from_address
+
+
+def test_a_bounce_address_with_a_tag_is_refused(newsroom: Newsroom) -> None:
+    with pytest.raises(ValidationError, match="without a \\+tag"):
+        newsroom.settings(bounce_address="bounces+x@example.org")
+    assert newsroom.settings(bounce_address=" bounces@example.org ").bounce_address == (
+        "bounces@example.org"
+    )
