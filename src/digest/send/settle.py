@@ -28,4 +28,6 @@ def suppress_complaint(
     """The reader marked a digest as spam (RFC 5965): unsubscribed, suppressed for good."""
     if subscriber_id is not None:
         subscribers_store.set_status(conn, subscriber_id, "unsubscribed", now=now)
+        # As an unsubscribe does: a confirmation link sent before must not bring them back.
+        subscribers_store.revoke_confirmations(conn, subscriber_id, now=now)
     subscribers_store.suppress(conn, email, "complaint", now=now)
