@@ -8,13 +8,15 @@ response, honouring If-None-Match and gzip. ``--trimmed`` is the older shape: co
 to the sizes real feeds have (most keep 10-25 items, one in ten the whole file), 250 hosts.
 
 The SQL statements digest issues are counted with sqlite3's trace callback on the bench's
-connection (its small cost is counted against digest). Warm CPU per feed is this process's
-user+sys time during the warm run (every feed answers 304, no parse worker is involved): the
-event loop, httpx, the store and logging; the server's process is not included.
+connection (every row of an executemany is one; the callback's small cost is counted against
+digest), and so are the calls into the driver (execute and executemany: round trips). Warm
+CPU per feed is this process's user+sys time during the warm run (every feed answers 304, no
+parse worker is involved): the event loop, httpx, the store and logging; the server's process
+is not included.
 
     python benchmarks/bench_fetch.py            # everything (about 5 minutes)
     python benchmarks/bench_fetch.py --no-r2e   # digest only
-    python benchmarks/bench_fetch.py --no-r2e --profile /tmp/cold.prof   # cProfile, cold run
+    python benchmarks/bench_fetch.py --no-r2e --profile /tmp/gather  # /tmp/gather.cold, .warm
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -187,6 +190,25 @@ def digest_blogs(urls: list[str]):  # type: ignore[no-untyped-def]
     )
 
 
+class Calls:
+    """The connection, counting the calls into the driver (execute, executemany): the round
+    trips a server engine would make, where the trace callback sees every executed row."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn, self.calls = conn, 0
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        self.calls += 1
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        self.calls += 1
+        return self.conn.executemany(sql, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
 def run_digest(urls: list[str], work: Path, profile: str | None) -> dict[str, float]:
     from digest.config import Settings
     from digest.feeds.gather import gather_sync
@@ -201,21 +223,22 @@ def run_digest(urls: list[str], work: Path, profile: str | None) -> dict[str, fl
         statements[0] += 1
 
     conn.set_trace_callback(count)
+    calls = Calls(conn)
     out: dict[str, float] = {}
     for label in ("cold", "warm"):
-        statements[0] = 0
+        statements[0] = calls.calls = 0
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         with timed() as t:
-            if label == "cold" and profile:
+            if profile:
                 import cProfile
 
                 with cProfile.Profile() as prof:
-                    report = gather_sync(settings, blogs, conn, now=NOW, force=True)
-                prof.dump_stats(profile)
+                    report = gather_sync(settings, blogs, calls, now=NOW, force=True)
+                prof.dump_stats(f"{profile}.{label}")
             else:
-                report = gather_sync(settings, blogs, conn, now=NOW, force=True)
+                report = gather_sync(settings, blogs, calls, now=NOW, force=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out[f"{label}_statements"] = statements[0]
+        out[f"{label}_statements"], out[f"{label}_calls"] = statements[0], calls.calls
         statuses = {r.status for r in report.results}
         expected = {"ok"} if label == "cold" else {"not_modified"}
         assert statuses == expected, (label, [r.error for r in report.results if r.error][:3])
@@ -327,7 +350,9 @@ def main() -> None:
     parser.add_argument(
         "--trimmed", action="store_true", help="the older shape: trimmed copies, 250 hosts"
     )
-    parser.add_argument("--profile", metavar="FILE", help="cProfile digest's cold run to FILE")
+    parser.add_argument(
+        "--profile", metavar="PREFIX", help="cProfile digest's runs to PREFIX.cold, PREFIX.warm"
+    )
     args = parser.parse_args()
     if args.serve:
         folder, port, ready, n_hosts = args.serve
@@ -395,7 +420,8 @@ def main() -> None:
     for label in ("cold", "warm"):
         n = ours[f"{label}_statements"]
         per = f"{n / ours['posts']:.2f} a post" if label == "cold" else f"{n / N_FEEDS:.1f} a feed"
-        rows.append((f"{label} run, SQL statements", f"{n:.0f} ({per})", "", "", ""))
+        rows.append((f"{label} run, SQL statements executed", f"{n:.0f} ({per})", "", "", ""))
+        rows.append((f"{label} run, driver calls", f"{ours[f'{label}_calls']:.0f}", "", "", ""))
     per_feed = ours["warm_cpu"] / N_FEEDS * 1000
     ref_cpu = f"{theirs['warm_cpu'] / N_FEEDS * 1000:.1f} ms" if isinstance(theirs, dict) else "n/a"
     ratio_cpu = ratio(theirs["warm_cpu"], ours["warm_cpu"]) if isinstance(theirs, dict) else "n/a"
