@@ -1,6 +1,6 @@
 """record_entries in batches: the cases a batch could get wrong (a key the feed repeats, a GUID
 rewrite and an id clash inside one batch, a duplicate across two blogs recorded in one run), and
-a statement count that does not grow with the feed."""
+statement counts: a feed's record step does not grow with the feed, a 304 is three."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from digest.config import Settings, load_blogs
+from digest.feeds.gather import gather_sync
 from digest.feeds.record import Recorded, post_id, record_entries
 from digest.models import Entry, Post
 from digest.store import posts as store_posts
@@ -178,3 +180,26 @@ def test_a_feed_costs_a_few_statements_whatever_its_length(conn: Any) -> None:
     assert small == large <= 5
     assert calls("small", 20, edit=True) == calls("large", 400, edit=True) <= 5
     assert conn.execute("SELECT COUNT(*) FROM posts").fetchone()[0] == 20 + 400 + 2
+
+
+def test_a_feed_answering_304_costs_three_statements(feed_server, write_blogs, conn) -> None:
+    urls = {
+        f"b{i}": feed_server.serve_fixture(f"/{i}.xml", "colah.rss.xml", etag=f'"e{i}"')
+        for i in range(3)
+    }
+    path = write_blogs(urls)
+    settings, blogs = Settings(blogs=path), load_blogs(path)
+    first = gather_sync(settings, blogs, conn, now=NOW)
+    assert {r.status for r in first.results} == {"ok"}
+    counting = Counting(conn)
+    later = NOW + timedelta(hours=2)
+    again = gather_sync(settings, blogs, counting, now=later, force=True)
+    assert {(r.status, r.failures, r.next_poll) for r in again.results} == {
+        ("not_modified", 0, later + timedelta(hours=1))
+    }
+    # Each feed: its row, one UPDATE (validators and success), its newest post.
+    assert counting.calls == 3 * 3
+    rows = conn.execute("SELECT blog, etag, last_success, http_status FROM feeds ORDER BY blog")
+    assert [tuple(r) for r in rows] == [
+        (f"b{i}", f'"e{i}"', "2026-11-30T10:00:00Z", 304) for i in range(3)
+    ]

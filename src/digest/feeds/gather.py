@@ -277,8 +277,8 @@ def _succeeded(
     moved = response.moved_permanently
     moved = moved if moved and moved != state.url else None
     recorded = Recorded()
-    if parsed is None and moved is None:
-        # A 304 (the warm path): one statement, committed on its own.
+    if response.status == 304 and moved is None:
+        # The warm path: one statement, committed on its own.
         feed_store.record_not_modified(
             conn,
             blog.id,
