@@ -78,7 +78,7 @@ def test_missing_file_has_a_hint(tmp_path: Path) -> None:
 def test_settings_defaults_env_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.blogs == Path("blogs.yaml")
-    assert settings.db == Path("subscribers/digest.db")
+    assert settings.db_file == Path("subscribers/digest.db")
     assert settings.base_url == "http://localhost:8000"
     assert settings.outbox == Path("outbox")
     assert settings.smtp_host is None and settings.port == 587
@@ -86,7 +86,10 @@ def test_settings_defaults_env_and_overrides(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("DIGEST_DB", "/tmp/x.db")
     monkeypatch.setenv("DIGEST_SEND_RATE", "30/min")
     settings = load_settings(db=Path("other.db"))
-    assert settings.port == 465 and settings.db == Path("other.db")
+    assert settings.port == 465 and settings.db_file == Path("other.db")
+    url = "postgresql://digest:secret@db.example.org:5432/digest"
+    monkeypatch.setenv("DIGEST_DB", url)
+    assert load_settings().db == url and load_settings().db_file is None
     assert settings.rate_per_second == 0.5
     monkeypatch.setenv("DIGEST_SMTP_SECURITY", "ssl")
     with pytest.raises(ConfigError, match="DIGEST_SMTP_SECURITY"):

@@ -1,24 +1,45 @@
-"""Opening the SQLite database: WAL mode, migrations, transactions and time encoding."""
+"""Opening the database (SQLite, or PostgreSQL through digest.store.postgres): migrations,
+transactions, errors a user can act on, and time encoding."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 from digest.errors import StoreError
+from digest.store import dialect, postgres
 from digest.store.schema import MIGRATIONS
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
-# The store's types, whatever the engine behind it (digest.store.dialect).
-Connection = sqlite3.Connection
-Row = sqlite3.Row
-DbError = sqlite3.Error
-IntegrityError = sqlite3.IntegrityError
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What the store needs of a connection: ``sqlite3.Connection`` or ``PgConnection``."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+    def close(self) -> None: ...
+
+
+Row = Any  # sqlite3.Row or postgres.PgRow: by index, by column name, unpacked
+DbError = (sqlite3.Error, postgres.Error)
+IntegrityError = (sqlite3.IntegrityError, postgres.IntegrityError)
 
 
 def ts(moment: datetime) -> str:
@@ -42,13 +63,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def connect(path: Path | str, *, migrate: bool = True) -> sqlite3.Connection:
-    """Open (creating if needed) and migrate the database.
+def connect(target: Path | str, *, migrate: bool = True) -> Connection:
+    """Open (creating if needed) and migrate the database: a SQLite file, or a
+    ``postgresql://`` URL.
 
     Autocommit mode (``isolation_level=None``): every write goes through ``transaction`` so
     what is committed, and when, is explicit (delivery bookkeeping depends on it).
     """
-    path = Path(path)
+    if postgres.is_url(target):
+        pg = postgres.connect(str(target))
+        if migrate:
+            try:
+                _migrate(pg, str(target))
+            except postgres.Error as exc:
+                pg.close()
+                raise postgres.store_error(exc, str(target)) or exc from None
+        return pg
+    path = Path(target)
     if str(path) != ":memory:":
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,9 +113,11 @@ _WRITABLE_HINT = (
 )
 
 
-def store_error(exc: sqlite3.Error, path: Path | str) -> StoreError | None:
+def store_error(exc: BaseException, path: Path | str) -> StoreError | None:
     """The StoreError naming ``path`` for a failure the user can fix (a read-only file, a full
-    or failing disk, a lock held too long); None for anything else, which is a bug."""
+    or failing disk, a lock held too long, a lost server); None for anything else, a bug."""
+    if isinstance(exc, postgres.Error):
+        return postgres.store_error(exc, str(path))
     code = getattr(exc, "sqlite_errorcode", None)
     if not isinstance(code, int):
         return None
@@ -125,8 +158,10 @@ def _disk_full(path: Path) -> bool:
     return usage.f_bavail * usage.f_frsize < 1024 * 1024
 
 
-def database_file(conn: sqlite3.Connection) -> str:
-    """The file behind ``conn``, as SQLite names it (for error messages)."""
+def database_file(conn: Connection) -> str:
+    """The file (or server) behind ``conn``, for error messages."""
+    if isinstance(conn, postgres.PgConnection):
+        return postgres.shown(conn.url)
     try:
         row = conn.execute("PRAGMA database_list").fetchone()
     except sqlite3.Error:
@@ -135,15 +170,16 @@ def database_file(conn: sqlite3.Connection) -> str:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception.
+def transaction(conn: Connection) -> Iterator[Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (plain BEGIN on PostgreSQL,
+    whose row locks and advisory locks serialise what must be).
 
     Every write goes through here, so this is where a read-only file, a full disk or a lock
     held too long becomes one StoreError naming the database (``store_error``).
     """
     try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error as exc:
+        conn.execute(dialect.begin(conn))
+    except DbError as exc:
         raise store_error(exc, database_file(conn)) or exc from None
     try:
         yield conn
@@ -152,14 +188,14 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         # SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR): a second ROLLBACK
         # would fail and hide the error that matters.
         if conn.in_transaction:
-            with suppress(sqlite3.Error):
+            with suppress(*DbError):
                 conn.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.Error) and (error := store_error(exc, database_file(conn))):
+        if isinstance(exc, DbError) and (error := store_error(exc, database_file(conn))):
             raise error from None
         raise
 
 
-def select_in(conn: sqlite3.Connection, sql: str, keys: Sequence[str]) -> Iterator[sqlite3.Row]:
+def select_in(conn: Connection, sql: str, keys: Sequence[Any]) -> Iterator[Row]:
     """The rows of ``sql``, which ends in ``IN ({marks})``, for every key: 500 keys a query, under
     SQLite's limit on bound parameters."""
     for start in range(0, len(keys), 500):
@@ -167,31 +203,33 @@ def select_in(conn: sqlite3.Connection, sql: str, keys: Sequence[str]) -> Iterat
         yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
 
 
-def write_one(conn: sqlite3.Connection, sql: str, params: Sequence[object]) -> None:
+def write_one(conn: Connection, sql: str, params: Sequence[object]) -> None:
     """One statement outside ``transaction``: in autocommit mode SQLite commits it on its own
     before returning, a third of the cost of BEGIN ... COMMIT (the send loop's hot path)."""
     try:
         conn.execute(sql, params)
-    except sqlite3.Error as exc:
+    except DbError as exc:
         raise store_error(exc, database_file(conn)) or exc from None
 
 
-def schema_version(conn: sqlite3.Connection) -> int:
-    row = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-    ).fetchone()
-    if row is None:
+def schema_version(conn: Connection) -> int:
+    if not dialect.has_table(conn, "schema_migrations"):
         return 0
     return int(
         conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
     )
 
 
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-    )
+def _migrate(conn: Connection, path: Path | str) -> None:
+    with dialect.advisory_lock(conn, "migrate"):  # two processes starting at once on one server
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        _apply_migrations(conn, path)
+
+
+def _apply_migrations(conn: Connection, path: Path | str) -> None:
     current = schema_version(conn)
     if current > len(MIGRATIONS):
         raise StoreError(
@@ -204,8 +242,13 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             continue
         # executescript() would COMMIT on its own; run statements one by one inside BEGIN.
         with transaction(conn):
-            for statement in _statements(sql):
-                conn.execute(statement)
+            script = dialect.migration_sql(conn, sql)
+            if dialect.is_postgresql(conn):
+                if script.strip():
+                    conn.execute(script)  # no parameters: psycopg sends the statements as one
+            else:
+                for statement in _statements(script):
+                    conn.execute(statement)
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (version, name, ts(utcnow())),
@@ -224,19 +267,19 @@ def _statements(sql: str) -> Iterator[str]:
 
 
 def log_event(
-    conn: sqlite3.Connection, kind: str, detail: str, *, at: datetime | None = None
+    conn: Connection, kind: str, detail: str, *, at: datetime | None = None
 ) -> None:
     conn.execute(
         "INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)", (ts(at or utcnow()), kind, detail)
     )
 
 
-def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+def get_meta(conn: Connection, key: str) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+def set_meta(conn: Connection, key: str, value: str) -> None:
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

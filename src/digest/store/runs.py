@@ -52,14 +52,14 @@ def last_run(conn: Connection) -> Run | None:
 def start_run(conn: Connection, slot: datetime | None, *, now: datetime) -> int:
     """Begin (or retry) the run of `slot`; returns its id."""
     if slot is None:
-        cur = conn.execute(
-            "INSERT INTO runs (slot, started_at, attempts) VALUES (NULL, ?, 1)", (ts(now),)
-        )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        row = conn.execute(
+            "INSERT INTO runs (slot, started_at, attempts) VALUES (NULL, ?, 1) RETURNING id",
+            (ts(now),),
+        ).fetchone()
+        return int(row[0])
     conn.execute(
         "INSERT INTO runs (slot, started_at, attempts) VALUES (?, ?, 1) ON CONFLICT (slot)"
-        " DO UPDATE SET started_at = excluded.started_at, attempts = attempts + 1,"
+        " DO UPDATE SET started_at = excluded.started_at, attempts = runs.attempts + 1,"
         " outcome = NULL, finished_at = NULL, error = NULL",
         (ts(slot), ts(now)),
     )

@@ -41,10 +41,10 @@ def insert_subscriber(
     user_agent: str | None = None,
     consent_text: str | None = None,
 ) -> Subscriber:
-    cur = conn.execute(
+    row = conn.execute(
         "INSERT INTO subscribers (email, name, categories, status, token, source, requested_at,"
         " request_ip, request_ua, consent_text, confirmed_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             email,
             name,
@@ -58,9 +58,8 @@ def insert_subscriber(
             consent_text,
             ts(now) if status == "confirmed" else None,
         ),
-    )
-    assert cur.lastrowid is not None
-    got = get_by_id(conn, cur.lastrowid)
+    ).fetchone()
+    got = get_by_id(conn, int(row[0]))
     assert got is not None
     return got
 
@@ -247,8 +246,8 @@ def revoke_confirmations(
     """Revoke the subscriber's unused links (but ``keep``, a token hash); how many."""
     cur = conn.execute(
         "UPDATE confirmations SET revoked_at = ? WHERE subscriber_id = ? AND used_at IS NULL"
-        " AND revoked_at IS NULL AND token_hash IS NOT ?",
-        (ts(now), subscriber_id, keep),
+        " AND revoked_at IS NULL AND token_hash != ?",
+        (ts(now), subscriber_id, keep or ""),  # no hash is empty: "" keeps none
     )
     return cur.rowcount
 

@@ -78,7 +78,7 @@ class App(Starlette):
 def create_app(
     settings: Settings,
     blogs: BlogsFile,
-    db_path: Path,
+    db_path: Path | str,
     *,
     clock: Callable[[], datetime] = utcnow,
     limits: Limits | None = None,

@@ -13,14 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from digest.store import connect
+from digest.store import connect, dialect
 from digest.store.db import Connection, DbError, set_meta, ts, utcnow
 
 T = TypeVar("T")
 
 
 class Database:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self.conn = connect(path)  # migrations run here, so a bad database fails at startup
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-db")
 
@@ -39,11 +39,11 @@ def check_writable(conn: Connection) -> None:
     A read proves little: SQLite serves reads from a database it can no longer write.
     """
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(dialect.begin(conn))
         set_meta(conn, "healthz", ts(utcnow()))
         conn.execute("COMMIT")
     except DbError:
         if conn.in_transaction:  # SQLite may have rolled back by itself already
-            with contextlib.suppress(DbError):
+            with contextlib.suppress(*DbError):
                 conn.execute("ROLLBACK")
         raise
