@@ -202,7 +202,7 @@ def test_an_unsubscribe_mid_send_is_honoured(newsroom: Newsroom, smtp_server: Sm
     def leave() -> None:
         while len(smtp_server.messages) < 5:
             time.sleep(0.005)
-        conn = newsroom.conn.__class__(str(newsroom.db_path), isolation_level=None, timeout=30)
+        conn = connect(newsroom.db_path)
         sub = subscribers_store.get_by_email(newsroom.conn, leaver)
         assert sub is not None
         with transaction(conn):
@@ -260,7 +260,9 @@ def test_rows_left_sending_by_a_crash_are_retried_with_the_same_message_id(
 
     _start_issue(settings, newsroom.blogs, newsroom.conn, now=newsroom.now)
     with transaction(newsroom.conn):
-        claimed, _ = deliveries.claim(newsroom.conn, [1], 2, now=newsroom.now)
+        claimed, _ = deliveries.claim(
+            newsroom.conn, [1], 2, now=newsroom.now, worker="crashed", lease_until=newsroom.now
+        )
     before = newsroom.deliveries()
     assert [before[c.email][0] for c in claimed] == ["sending", "sending"]
     summary = _send(newsroom, smtp_server)

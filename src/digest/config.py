@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     )
 
     blogs: Path = Path("blogs.yaml")
-    db: Path = Path("subscribers/digest.db")
+    # A SQLite file (the embedded default) or a postgresql:// URL shared by several machines.
+    db: str = "subscribers/digest.db"
     base_url: str = "http://localhost:8000"
     secret: SecretStr | None = None
     # Signup mails (confirmations, "already subscribed" notices): per mailbox (+tag removed,
@@ -74,6 +75,9 @@ class Settings(BaseSettings):
     # power cut too resends only the messages in flight.
     stop_grace: float = Field(default=10.0, ge=0, le=300)
     db_synchronous: Literal["normal", "full"] = "normal"
+    # Senders sharing a PostgreSQL lease the rows they claim for this long, renewed while they
+    # live: a worker killed mid-send leaves its rows to the others once it runs out.
+    send_lease: float = Field(default=60.0, ge=1, le=3600)
     send_rate: str | None = None
     unsubscribe_mailto: str | None = None
 
@@ -98,6 +102,11 @@ class Settings(BaseSettings):
     # URLs from other people's feeds (images) may reach loopback, private and link-local
     # addresses: for tests and intranets only (digest/net.py).
     allow_private_targets: bool = False
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _db(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, Path) else value
 
     @field_validator("base_url")
     @classmethod
@@ -165,6 +174,11 @@ class Settings(BaseSettings):
         if self.smtp_host:
             return [SmtpRelay(self.smtp_host, self.port, self.smtp_pool)]
         return []
+
+    @property
+    def db_file(self) -> Path | None:
+        """The SQLite file of DIGEST_DB; None when it names a PostgreSQL server."""
+        return None if self.db.startswith(("postgresql://", "postgres://")) else Path(self.db)
 
     @property
     def rate_per_second(self) -> float | None:

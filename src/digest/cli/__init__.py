@@ -100,11 +100,11 @@ pass_app = click.make_pass_decorator(App)
 )
 @click.option(
     "--db",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The SQLite database (default: $DIGEST_DB or subscribers/digest.db).",
+    metavar="PATH|URL",
+    help="The SQLite file or postgresql:// URL (default: $DIGEST_DB or subscribers/digest.db).",
 )
 @click.pass_context
-def main(ctx: click.Context, blogs: Path | None, db: Path | None) -> None:
+def main(ctx: click.Context, blogs: Path | None, db: str | None) -> None:
     """digest: a weekly email digest of personal blogs."""
     try:
         settings = load_settings(blogs=blogs, db=db)
@@ -116,6 +116,7 @@ def main(ctx: click.Context, blogs: Path | None, db: Path | None) -> None:
 
 
 from digest.cli import bounces as _bounces  # noqa: E402,F401  (registers `digest bounces`)
+from digest.cli import db as _db  # noqa: E402,F401  (registers `digest db copy`)
 from digest.cli import drafts as _drafts  # noqa: E402,F401  (`digest draft`, `digest preview`)
 from digest.cli import feeds as _feeds  # noqa: E402,F401  (registers `digest feeds`)
 from digest.cli import send as _send  # noqa: E402,F401  (registers `digest send`)

@@ -1,9 +1,11 @@
 """Sending an issue to every confirmed subscriber exactly once (REFERENCE.md section 6).
 
-1. Under the send lock, rows a crash left 'sending' and rows an earlier run 'deferred' are
-   queued again (with their stored Message-ID).
+1. Under the send lock (SQLite) or the freeze lock (PostgreSQL), rows a crash left 'sending'
+   and rows an earlier run 'deferred' are queued again (with their stored Message-ID); with
+   other senders on the same PostgreSQL, only the rows no live worker leases.
 2. A new issue is frozen into the archive and its audience snapshotted into ``deliveries`` in
-   ONE transaction; only then is the draft consumed. An issue already 'sending' is resumed.
+   ONE transaction; only then is the draft consumed. An issue already 'sending' is resumed, or
+   joined: the senders of a fleet share its rows.
 3. The send loop (``digest.send.loop``) claims rows in batches and commits every server reply
    before that connection sends again. A stop signal ends it cleanly; a kill resends at most the
    message in flight on each connection, with the same Message-ID.
@@ -15,6 +17,7 @@ kill.
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 import time
 from collections.abc import Sequence
@@ -33,7 +36,9 @@ from digest.send.stop import STOP, Stopped
 from digest.send.summary import SendSummary
 from digest.send.transport import Transport, run_sync
 from digest.store import deliveries as ledger
+from digest.store import dialect
 from digest.store import issues as issues_store
+from digest.store.copy import copy_database
 from digest.store.db import Connection, connect, log_event, transaction
 
 __all__ = ["Progress", "SendSummary", "send_issue", "sending_issue"]
@@ -130,9 +135,12 @@ def send_issue(
     sent, the draft kept."""
     if dry_run:
         with tempfile.TemporaryDirectory(prefix="digest-dry-run-") as tmp:
-            copy = connect(Path(tmp) / "dry-run.db", migrate=False)
+            copy = connect(Path(tmp) / "dry-run.db", migrate=dialect.is_postgresql(conn))
             try:
-                conn.backup(copy)
+                if isinstance(conn, sqlite3.Connection):
+                    conn.backup(copy)  # type: ignore[arg-type]
+                else:
+                    copy_database(conn, copy)
                 summary = _send(
                     settings,
                     blogs,
@@ -171,18 +179,21 @@ def _send(
     retry_delays: Sequence[float],
 ) -> SendSummary:
     started = time.monotonic()
-    conn.execute(f"PRAGMA synchronous = {settings.db_synchronous}")
-    with transaction(conn):
-        ledger.requeue_unfinished(conn, now=now)
-    resumed = sending_issue(conn)
-    main_issue = resumed
-    if resumed is None and (not ledger.pending_issues(conn) or current_draft(settings, conn)):
-        issue, _ = _start_issue(settings, blogs, conn, now=now)
-        main_issue = issue.number
-        if not dry_run:
-            consume_draft(settings, issue.number)
-    elif resumed is not None and not dry_run:
-        consume_draft(settings, resumed)  # in case a crash came between freezing and this
+    dialect.set_durability(conn, settings.db_synchronous)
+    # Once only, however many senders start at the same moment: the first freezes the issue,
+    # the others find it 'sending' and join it.
+    with dialect.advisory_lock(conn, "freeze"):
+        with transaction(conn):
+            ledger.requeue_unfinished(conn, now=now, alone=not dialect.is_postgresql(conn))
+        resumed = sending_issue(conn)
+        main_issue = resumed
+        if resumed is None and (not ledger.pending_issues(conn) or current_draft(settings, conn)):
+            issue, _ = _start_issue(settings, blogs, conn, now=now)
+            main_issue = issue.number
+            if not dry_run:
+                consume_draft(settings, issue.number)
+        elif resumed is not None and not dry_run:
+            consume_draft(settings, resumed)  # in case a crash came between freezing and this
     pending = ledger.pending_issues(conn)
     if main_issue is None and pending:
         main_issue = pending[-1]

@@ -1,5 +1,5 @@
-"""Process locks: two `digest send` processes never both send; two weekly jobs (schedulers,
-cron) never both run.
+"""Process locks: two `digest send` processes on one SQLite file never both send; two weekly
+jobs (schedulers, cron) never both run.
 
 ``fcntl.flock`` on a file next to the database. The kernel releases it when the holder exits
 however it exits (``kill -9`` included), so there is no stale lock to clean up by hand. The file
@@ -13,16 +13,20 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.config import Settings
 from digest.errors import DeliveryError, LockedError
+from digest.store import dialect
+from digest.store.db import connect
 
 
 def lock_path(settings: Settings, name: str = "send") -> Path:
-    return settings.db.parent / f"{settings.db.name}.{name}-lock"
+    db = settings.db_file
+    assert db is not None, "file locks belong to SQLite; PostgreSQL has advisory locks"
+    return db.parent / f"{db.name}.{name}-lock"
 
 
 def _holder(path: Path) -> str:
@@ -38,14 +42,34 @@ def _holder(path: Path) -> str:
     return f"an unknown process (lock file {path})"
 
 
-def send_lock(settings: Settings) -> AbstractContextManager[Path]:
-    """Hold the send lock for the block; ``LockedError(holder)`` if another process has it."""
+def send_lock(settings: Settings) -> AbstractContextManager[object]:
+    """Hold the send lock for the block; ``LockedError(holder)`` if another process has it.
+
+    On PostgreSQL there is none: senders on several machines share the work, each row claimed
+    by one of them (``FOR UPDATE SKIP LOCKED`` and a lease, digest.store.deliveries)."""
+    if settings.db_file is None:
+        return nullcontext()
     return _file_lock(lock_path(settings, "send"), "sending")
 
 
-def job_lock(settings: Settings) -> AbstractContextManager[Path]:
-    """Held for a whole weekly job (gather, draft, send): one scheduler or cron run at a time."""
+def job_lock(settings: Settings) -> AbstractContextManager[object]:
+    """Held for a whole weekly job (gather, draft, send): one scheduler or cron run at a time,
+    on one machine (a file lock) or on all that share a PostgreSQL (an advisory lock)."""
+    if settings.db_file is None:
+        return _advisory_lock(settings.db, "job", "running the weekly job")
     return _file_lock(lock_path(settings, "job"), "running the weekly job")
+
+
+@contextmanager
+def _advisory_lock(url: str, what: str, doing: str) -> Iterator[object]:
+    # Its own connection: the lock lives as long as the session, and ends with the process.
+    conn = connect(url, migrate=False)
+    try:
+        if not dialect.try_advisory_lock(conn, what):
+            raise LockedError(dialect.advisory_holder(conn, what), doing=doing)
+        yield url
+    finally:
+        conn.close()
 
 
 @contextmanager

@@ -6,6 +6,11 @@ DIGEST_DB_SYNCHRONOUS=full, or a full disk) can then resend only the messages wh
 was on the wire, at most one per connection (REFERENCE.md section 6). A commit in WAL mode
 costs tens of microseconds, a few percent of a message's time on the fastest relay.
 
+Several loops, in processes on several machines, may share one issue over PostgreSQL: each
+leases the rows it claims (``worker``), renews the lease while it lives, and runs until no row
+is left to anyone; the rows of a worker that died are claimed by the others once its lease
+ends (digest.store.deliveries).
+
 A stop signal (``digest.send.stop``) ends claiming; the messages in flight get
 DIGEST_STOP_GRACE seconds to finish and be recorded; the rows claimed but never handed to the
 server go back to 'queued'. When every lane keeps timing out or being dropped, the circuit
@@ -17,6 +22,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import json
+import os
+import secrets
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -34,6 +42,7 @@ from digest.send.message import MessageTemplate, wire_address
 from digest.send.stop import StopRequest
 from digest.send.transport import Reply, Transport
 from digest.store import deliveries as ledger
+from digest.store import dialect
 from digest.store import issues as issues_store
 from digest.store.db import Connection, transaction, ts
 
@@ -96,7 +105,10 @@ class SendLoop:
         self.policy: list[str] = []  # 5.7.x refusals of this run, for the curator
         self.last_progress = 0.0
         self._stamp_second, self._stamp = -1, ""
-        self.data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        self.data_version = dialect.changes(conn)
+        self.worker = f"{socket.gethostname()} pid {os.getpid()} {secrets.token_hex(3)}"
+        self.lease = settings.send_lease
+        self.next_claim = 0.0  # others hold the rest: look again then
         self.templates: dict[tuple[int, str], MessageTemplate | None] = {}
         self.issue_content: dict[int, Issue] = {}
 
@@ -119,15 +131,41 @@ class SendLoop:
     def _claim(self) -> None:
         if self.exhausted or len(self.queue) > self.low_water:
             return
+        if time.monotonic() < self.next_claim:
+            return
         now = self.now()
+        lease_until = now + timedelta(seconds=self.lease)
         with transaction(self.conn):
-            claimed, skipped = ledger.claim(self.conn, self.issues, self.batch, now=now)
+            claimed, skipped = ledger.claim(
+                self.conn,
+                self.issues,
+                self.batch,
+                now=now,
+                worker=self.worker,
+                lease_until=lease_until,
+            )
         self.commits += 1
         self.done += skipped
         if len(claimed) + skipped < self.batch:
-            self.exhausted = True
+            # The queue is empty; rows other live workers hold may still come back to it.
+            if ledger.leased_elsewhere(self.conn, self.issues, self.worker, now=now):
+                self.next_claim = time.monotonic() + min(1.0, self.lease / 4)
+            else:
+                self.exhausted = True
         self.queue.extend((job, 0) for job in claimed)
         self._report(force=True)
+
+    async def keep_leases(self) -> None:
+        """Renew this worker's leases a few times per lease; forget rows it lost."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            until = self.now() + timedelta(seconds=self.lease)
+            held = ledger.renew_leases(self.conn, self.worker, until=until)
+            lost = {job.rowid for job, _ in self.queue} - held
+            if lost:  # paused past the lease: another worker sends these now
+                self.queue = deque(item for item in self.queue if item[0].rowid not in lost)
+                self.retries = [r for r in self.retries if r.job.rowid not in lost]
+                heapq.heapify(self.retries)
 
     def _record(self, outcome: ledger.Outcome, job: ledger.Claimed) -> None:
         """One reply, committed now: before this lane starts its next message."""
@@ -148,11 +186,14 @@ class SendLoop:
         """Rows claimed but never handed to the server (or cut off by the grace period) go
         back to 'queued', so `digest status` and the next run see them as what they are."""
         rows = [job.rowid for job, _ in self.queue] + [job.rowid for job in self.in_flight.values()]
+        waiting = [r.job.rowid for r in self.retries]  # 'deferred': the next run tries them
         self.queue.clear()
         self.in_flight.clear()
-        if rows:
+        self.retries.clear()
+        if rows or waiting:
             with transaction(self.conn):
                 ledger.release(self.conn, rows, now=self.now())
+                ledger.release_retries(self.conn, waiting)
             self.commits += 1
         return len(rows)
 
@@ -219,7 +260,7 @@ class SendLoop:
     def _finished(self) -> bool:
         return self.exhausted and not self.queue and not self.retries and not self.in_flight
 
-    async def worker(self, lane: int) -> None:
+    async def work_lane(self, lane: int) -> None:
         try:
             await self._work(lane)
         except asyncio.CancelledError:
@@ -271,7 +312,7 @@ class SendLoop:
         connection (the web app, `digest subscribers remove`) can make one, and SQLite's
         data_version says whether any did since the last look: the rows still waiting are
         then checked again in one query, instead of two lookups before every message."""
-        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        version = dialect.changes(self.conn)
         if version == self.data_version:
             return None
         self.data_version = version
@@ -308,7 +349,9 @@ class SendLoop:
         elif bounce is Bounce.TRANSIENT and tries < len(self.retry_delays):
             delay = self.retry_delays[tries]
             retry_at = self.now() + timedelta(seconds=delay)
-            self._record(ledger.Outcome(job.rowid, "deferred", text, retry_at, bounce), job)
+            self._record(
+                ledger.Outcome(job.rowid, "deferred", text, retry_at, bounce, held=True), job
+            )
             heapq.heappush(
                 self.retries, _Retry(time.monotonic() + delay, job.rowid, job, tries + 1)
             )
@@ -331,11 +374,13 @@ class SendLoop:
 
     async def run(self) -> None:
         tasks = [
-            asyncio.create_task(self.worker(lane)) for lane in range(len(self.transport.lanes))
+            asyncio.create_task(self.work_lane(lane)) for lane in range(len(self.transport.lanes))
         ]
+        leases = asyncio.create_task(self.keep_leases())
         try:
             await self._supervise(tasks)
         finally:
+            leases.cancel()
             try:
                 self.release()
             except StoreError:

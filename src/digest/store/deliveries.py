@@ -10,18 +10,23 @@ is sent again with the Message-ID stored here.
     sending -> queued                     (a stop: claimed but never handed to the server)
     deferred -> (next run) queued ...     after MAX_ATTEMPTS: failed
 
+Several senders (on PostgreSQL, several machines) share one issue: a claim takes rows with
+``FOR UPDATE SKIP LOCKED`` in a short transaction and leases them to its worker
+(``claimed_by``, ``lease_until``), renewed while the worker lives. Rows whose lease ran out,
+their worker dead, are claimed again by the others.
+
 ``bounce`` keeps the class of the last refusal (digest.send.bounces): soft bounces on several
 issues suppress an address, policy refusals never do.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from digest.store.db import Connection, ts, write_one
+from digest.store import dialect
+from digest.store.db import Connection, select_in, ts, write_one
 
 # Attempts over all runs before a temporarily failing address is given up (status 'failed',
 # the subscriber kept): a mailbox full for weeks must not be retried forever.
@@ -53,6 +58,7 @@ class Outcome:
     reply: str
     next_attempt: datetime | None = None
     bounce: str | None = None  # hard | policy | soft | transient (digest.send.bounces)
+    held: bool = False  # deferred for a retry within this run: its worker keeps the lease
 
 
 def snapshot_audience(conn: Connection, issue: int, *, domain: str, now: datetime) -> int:
@@ -63,7 +69,7 @@ def snapshot_audience(conn: Connection, issue: int, *, domain: str, now: datetim
         "INSERT INTO deliveries (issue, subscriber_id, email, variant, message_id, status,"
         " updated_at)"
         " SELECT ?, s.id, s.email, COALESCE(s.categories, '*'),"
-        "  '<' || lower(hex(randomblob(12))) || '@' || ? || '>', 'queued', ?"
+        f"  '<' || {dialect.random_hex(conn, 12)} || '@' || ? || '>', 'queued', ?"
         " FROM subscribers s WHERE s.status = 'confirmed'"
         " AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)"
         " ORDER BY s.id",
@@ -72,19 +78,22 @@ def snapshot_audience(conn: Connection, issue: int, *, domain: str, now: datetim
     return cur.rowcount
 
 
-def requeue_unfinished(conn: Connection, *, now: datetime) -> tuple[int, int]:
-    """At the start of a run (under the send lock): rows left 'sending' by a crash and rows
-    'deferred' by an earlier run go back to 'queued'; rows out of attempts become 'failed'.
+def requeue_unfinished(conn: Connection, *, now: datetime, alone: bool) -> tuple[int, int]:
+    """At the start of a run: rows left 'sending' by a crash and rows 'deferred' by an earlier
+    run go back to 'queued'; rows out of attempts become 'failed'. ``alone``: this process holds
+    the send lock, so every such row is unfinished; otherwise only rows no live worker leases.
     Returns (requeued, failed)."""
+    unleased = "" if alone else " AND (lease_until IS NULL OR lease_until < ?)"
+    extra: tuple[str, ...] = () if alone else (ts(now),)
     failed = conn.execute(
-        "UPDATE deliveries SET status = 'failed', updated_at = ?"
-        " WHERE status IN ('sending', 'deferred') AND attempts >= ?",
-        (ts(now), MAX_ATTEMPTS),
+        "UPDATE deliveries SET status = 'failed', updated_at = ?, claimed_by = NULL,"
+        " lease_until = NULL WHERE status IN ('sending', 'deferred') AND attempts >= ?" + unleased,
+        (ts(now), MAX_ATTEMPTS, *extra),
     ).rowcount
     requeued = conn.execute(
-        "UPDATE deliveries SET status = 'queued', updated_at = ?"
-        " WHERE status IN ('sending', 'deferred')",
-        (ts(now),),
+        "UPDATE deliveries SET status = 'queued', updated_at = ?, claimed_by = NULL,"
+        " lease_until = NULL WHERE status IN ('sending', 'deferred')" + unleased,
+        (ts(now), *extra),
     ).rowcount
     return requeued, failed
 
@@ -108,9 +117,16 @@ def count_pending(conn: Connection, issues: Sequence[int]) -> int:
 
 
 def claim(
-    conn: Connection, issues: Sequence[int], limit: int, *, now: datetime
+    conn: Connection,
+    issues: Sequence[int],
+    limit: int,
+    *,
+    now: datetime,
+    worker: str,
+    lease_until: datetime,
 ) -> tuple[list[Claimed], int]:
-    """Take up to ``limit`` queued deliveries (oldest issue first) and mark them 'sending'.
+    """Take up to ``limit`` queued deliveries (oldest issue first), or rows whose worker's lease
+    ran out, and lease them to ``worker`` as 'sending'.
 
     Unsubscribes are re-checked here: a subscriber no longer confirmed, or suppressed, since the
     snapshot is 'skipped', never sent. Call inside a transaction. Returns (claimed, skipped)."""
@@ -125,8 +141,9 @@ def claim(
             " s.status AS subscriber_status, s.name, s.token,"
             " EXISTS (SELECT 1 FROM suppressions x WHERE x.email = d.email) AS suppressed"
             " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
-            " WHERE d.issue = ? AND d.status = 'queued' ORDER BY d.rowid LIMIT ?",
-            (issue, want),
+            " WHERE d.issue = ? AND (d.status = 'queued' OR (d.status IN ('sending', 'deferred')"
+            " AND d.lease_until < ?)) ORDER BY d.rowid LIMIT ?" + dialect.skip_locked(conn, "d"),
+            (issue, ts(now), want),
         ).fetchall()
         for row in rows:
             if row["subscriber_status"] != "confirmed" or row["suppressed"]:
@@ -145,10 +162,11 @@ def claim(
                     attempts=row["attempts"],
                 )
             )
-    stamp = ts(now)
+    stamp, until = ts(now), ts(lease_until)
     conn.executemany(
-        "UPDATE deliveries SET status = 'sending', updated_at = ? WHERE rowid = ?",
-        [(stamp, c.rowid) for c in claimed],
+        "UPDATE deliveries SET status = 'sending', updated_at = ?, claimed_by = ?,"
+        " lease_until = ? WHERE rowid = ?",
+        [(stamp, worker, until, c.rowid) for c in claimed],
     )
     conn.executemany(
         "UPDATE deliveries SET status = 'skipped', reply = ?, updated_at = ? WHERE rowid = ?",
@@ -157,17 +175,45 @@ def claim(
     return claimed, len(skipped)
 
 
+def renew_leases(conn: Connection, worker: str, *, until: datetime) -> set[int]:
+    """Extend ``worker``'s leases; the rows it still holds (a worker paused past its lease may
+    have lost some to another)."""
+    rows = conn.execute(
+        "UPDATE deliveries SET lease_until = ? WHERE claimed_by = ?"
+        " AND status IN ('sending', 'deferred') AND lease_until IS NOT NULL RETURNING rowid",
+        (ts(until), worker),
+    ).fetchall()
+    return {int(r[0]) for r in rows}
+
+
+def leased_elsewhere(
+    conn: Connection, issues: Sequence[int], worker: str, *, now: datetime
+) -> int:
+    """Rows of these issues that other live workers hold: not finished, not ours to take yet."""
+    return sum(
+        int(
+            conn.execute(
+                "SELECT COUNT(*) FROM deliveries WHERE issue = ?"
+                " AND status IN ('sending', 'deferred') AND lease_until >= ? AND claimed_by != ?",
+                (issue, ts(now), worker),
+            ).fetchone()[0]
+        )
+        for issue in issues
+    )
+
+
 def gone_since_claim(conn: Connection, jobs: Sequence[Claimed]) -> dict[int, str]:
     """Of these claimed rows, those whose subscriber left or was suppressed since the claim:
     rowid -> why it is not sent."""
     if not jobs:
         return {}
-    rows = conn.execute(
+    rows = select_in(
+        conn,
         "SELECT d.rowid, s.status, EXISTS (SELECT 1 FROM suppressions x WHERE x.email = d.email)"
         " FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id"
-        " WHERE d.rowid IN (SELECT value FROM json_each(?))",
-        (json.dumps([job.rowid for job in jobs]),),
-    ).fetchall()
+        " WHERE d.rowid IN ({marks})",
+        [job.rowid for job in jobs],
+    )
     return {
         rowid: f"not sent: subscriber {status or 'deleted'}"
         for rowid, status, suppressed in rows
@@ -180,7 +226,8 @@ def record(conn: Connection, outcomes: Iterable[Outcome], *, now: datetime) -> N
     stamp = ts(now)
     conn.executemany(
         "UPDATE deliveries SET status = ?, reply = ?, next_attempt = ?, updated_at = ?,"
-        " bounce = ?, attempts = attempts + (? != 'skipped') WHERE rowid = ?",
+        " bounce = ?, attempts = attempts + CASE WHEN ? = 'skipped' THEN 0 ELSE 1 END,"
+        " lease_until = CASE WHEN ? = 1 THEN lease_until END WHERE rowid = ?",
         [
             (
                 o.status,
@@ -189,6 +236,7 @@ def record(conn: Connection, outcomes: Iterable[Outcome], *, now: datetime) -> N
                 stamp,
                 o.bounce,
                 o.status,
+                int(o.held),
                 o.rowid,
             )
             for o in outcomes
@@ -201,7 +249,7 @@ def record_sent(conn: Connection, rowid: int, reply: str, *, stamp: str) -> None
     write_one(
         conn,
         "UPDATE deliveries SET status = 'sent', reply = ?, next_attempt = NULL, updated_at = ?,"
-        " bounce = NULL, attempts = attempts + 1 WHERE rowid = ?",
+        " bounce = NULL, attempts = attempts + 1, lease_until = NULL WHERE rowid = ?",
         (reply[:500], stamp, rowid),
     )
 
@@ -209,9 +257,17 @@ def record_sent(conn: Connection, rowid: int, reply: str, *, stamp: str) -> None
 def release(conn: Connection, rowids: Sequence[int], *, now: datetime) -> None:
     """Claimed rows that were never handed to the server go back to 'queued'."""
     conn.executemany(
-        "UPDATE deliveries SET status = 'queued', updated_at = ? WHERE rowid = ?"
-        " AND status = 'sending'",
+        "UPDATE deliveries SET status = 'queued', updated_at = ?, claimed_by = NULL,"
+        " lease_until = NULL WHERE rowid = ? AND status = 'sending'",
         [(ts(now), rowid) for rowid in rowids],
+    )
+
+
+def release_retries(conn: Connection, rowids: Sequence[int]) -> None:
+    """Rows deferred for a retry this run will not make: the next run's, not this worker's."""
+    conn.executemany(
+        "UPDATE deliveries SET lease_until = NULL WHERE rowid = ? AND status = 'deferred'",
+        [(rowid,) for rowid in rowids],
     )
 
 
