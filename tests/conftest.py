@@ -23,11 +23,6 @@ def blogs_yaml(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "subscribers" / "digest.db"
-
-
-@pytest.fixture
 def conn(db_path: Path) -> Iterator[sqlite3.Connection]:
     """A real, migrated SQLite database in tmp_path."""
     connection = connect(db_path)

@@ -82,7 +82,7 @@ def test_archive_page_shows_the_logo_in_its_cards(web: Web, blogs_yaml: Path) ->
         ),
         encoding="utf-8",
     )
-    with Web(web.settings.db.parent.parent / "logo", blogs_yaml, web.limits) as other:
+    with Web(web.root / "logo", blogs_yaml, web.limits) as other:
         freeze(other, 1)
         page = Tags(other.client.get("/archive/1").text)
         assert _meta(page, "og:image") == "https://digest.example.org/logo.png"
@@ -156,8 +156,7 @@ def test_archive_links_follow_the_current_base_url(web: Web, blogs_yaml: Path) -
     freeze(web, 1)
     freeze(web, 2)
     moved = "https://letters.example.net/digest"
-    folder = web.settings.db.parent.parent
-    with Web(folder, blogs_yaml, web.limits, base_url=moved) as there:
+    with Web(web.root, blogs_yaml, web.limits, base_url=moved, db=web.settings.db) as there:
         html = there.client.get("/archive/1").text
         assert BASE not in html
         page = Tags(html)

@@ -19,9 +19,12 @@ LIMITS = Limits(per_ip=3, ip_window=600, per_address=100, subscribe_floor=0)
 
 
 @pytest.fixture
-def two_instances(tmp_path: Path, blogs_yaml: Path) -> Iterator[tuple[Web, Web]]:
+def two_instances(
+    tmp_path: Path, blogs_yaml: Path, db_path: Path
+) -> Iterator[tuple[Web, Web]]:
     """Two apps over one database, as two `digest serve` behind a load balancer."""
-    one, two = Web(tmp_path, blogs_yaml, LIMITS), Web(tmp_path, blogs_yaml, LIMITS)
+    one = Web(tmp_path, blogs_yaml, LIMITS, db=db_path)
+    two = Web(tmp_path, blogs_yaml, LIMITS, db=db_path)
     with one.client, two.client:
         yield one, two
     one.close()

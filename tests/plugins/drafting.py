@@ -65,9 +65,9 @@ def insert_post(
     if published is not None and published > first_seen:
         published = first_seen
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO posts (id, blog, key, title, url, author, published, first_seen,"
+        "INSERT INTO posts (id, blog, key, title, url, author, published, first_seen,"
         " excerpt, backlog, duplicate_of, canonical, words)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (
             post_id,
             blog,

@@ -49,13 +49,20 @@ def _delivery_order(key: str) -> tuple[int, int, str]:
 
 class Web:
     def __init__(
-        self, tmp_path: Path, blogs_yaml: Path, limits: Limits, *, base_url: str = BASE
+        self,
+        tmp_path: Path,
+        blogs_yaml: Path,
+        limits: Limits,
+        *,
+        base_url: str = BASE,
+        db: Path | str | None = None,
     ) -> None:
+        self.root = tmp_path
         self.limits = limits
         self.settings = Settings(
             base_url=base_url,
             blogs=blogs_yaml,
-            db=tmp_path / "subscribers" / "digest.db",
+            db=db or tmp_path / "subscribers" / "digest.db",
             outbox=tmp_path / "outbox",
             drafts=tmp_path / "drafts",
         )
@@ -238,8 +245,8 @@ def web_limits() -> Limits:
 
 
 @pytest.fixture
-def web(tmp_path: Path, blogs_yaml: Path, web_limits: Limits) -> Iterator[Web]:
-    harness = Web(tmp_path, blogs_yaml, web_limits)
+def web(tmp_path: Path, blogs_yaml: Path, web_limits: Limits, db_path: Path) -> Iterator[Web]:
+    harness = Web(tmp_path, blogs_yaml, web_limits, db=db_path)
     with harness.client:
         yield harness
     harness.close()
