@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -415,3 +416,22 @@ def test_a_changed_feed_url_in_blogs_yaml_starts_afresh(
         assert (result.status, result.failures) == ("ok", 0)
     finally:
         fixed.conn.close()
+
+
+def test_large_bodies_start_the_pool_before_the_24th() -> None:
+    """A cold run of large feeds (XXIIVV's 364 KB parse in about 0.25 s) must not keep one core
+    parsing while the others wait: past 256 KiB in this process, the rest go to the pool."""
+    xxiivv = (Path(__file__).parent / "fixtures" / "feeds" / "xxiivv.rss.xml").read_bytes()
+    headers = {"content-type": "application/rss+xml; charset=utf-8"}
+
+    async def run(parser: pool_module.FeedParser) -> list[int]:
+        sizes = []
+        async with parser:
+            for i in range(2):
+                parsed = await parser.parse(xxiivv, url=f"https://b.example/{i}", headers=headers)
+                sizes.append(len(parsed.entries))
+        return sizes
+
+    parser = pool_module.FeedParser(workers=2)
+    assert asyncio.run(run(parser)) == [735, 735]
+    assert parser.parsed == 2 and parser.pooled
