@@ -53,6 +53,7 @@ def _wait_for(server: SmtpServer, count: int, proc: subprocess.Popen[str], limit
         time.sleep(0.005)
 
 
+@pytest.mark.sqlite_only
 def test_two_senders_at_once_one_refuses_naming_the_holder(
     newsroom: Newsroom, smtp_server: SmtpServer
 ) -> None:

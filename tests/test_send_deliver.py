@@ -356,6 +356,7 @@ def test_every_reply_is_committed_before_its_connection_sends_again(
     assert unrecorded == []
 
 
+@pytest.mark.sqlite_only
 def test_a_second_sender_is_refused_naming_the_holder(
     newsroom: Newsroom, smtp_server: SmtpServer
 ) -> None:

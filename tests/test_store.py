@@ -1,40 +1,48 @@
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from digest.errors import StoreError
 from digest.store import connect, transaction
-from digest.store.db import schema_version
+from digest.store.db import IntegrityError, schema_version
 from digest.store.schema import MIGRATIONS
 
 
-def test_new_database_is_wal_and_fully_migrated(db_path: Path) -> None:
+@pytest.mark.sqlite_only
+def test_new_database_is_wal(db_path: Path) -> None:
     conn = connect(db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_new_database_is_fully_migrated(blank_db: Path) -> None:
+    conn = connect(blank_db)
     assert schema_version(conn) == len(MIGRATIONS)
     rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
     assert [tuple(r) for r in rows] == [(i + 1, m[0]) for i, m in enumerate(MIGRATIONS)]
+    conn.close()
 
 
-def test_reopening_is_idempotent(db_path: Path) -> None:
-    connect(db_path).close()
-    conn = connect(db_path)
+def test_reopening_is_idempotent(blank_db: Path) -> None:
+    connect(blank_db).close()
+    conn = connect(blank_db)
     assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+    conn.close()
 
 
-def test_older_database_is_migrated(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_older_database_is_migrated(blank_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from digest.store import db as dbmod
 
     monkeypatch.setattr(dbmod, "MIGRATIONS", MIGRATIONS[:1])
-    connect(db_path).close()
+    connect(blank_db).close()
     extra = ("add a test table", "CREATE TABLE later_things (id INTEGER PRIMARY KEY);")
     monkeypatch.setattr(dbmod, "MIGRATIONS", [*MIGRATIONS, extra])
-    conn = connect(db_path)
+    conn = connect(blank_db)
     assert schema_version(conn) == len(MIGRATIONS) + 1
     conn.execute("INSERT INTO later_things DEFAULT VALUES")
+    conn.close()
 
 
 def test_newer_database_is_refused(db_path: Path) -> None:
@@ -62,6 +70,6 @@ def test_transaction_rolls_back(db_path: Path) -> None:
         conn.execute("INSERT INTO meta VALUES ('a', 'b')")
         raise RuntimeError
     assert conn.execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 0
-    with pytest.raises(sqlite3.IntegrityError), transaction(conn):
+    with pytest.raises(IntegrityError), transaction(conn):
         conn.execute("INSERT INTO meta VALUES ('a', 'b')")
         conn.execute("INSERT INTO meta VALUES ('a', 'c')")

@@ -143,6 +143,7 @@ def test_preview_on_a_full_disk(env: dict[str, str], small_disk: Path) -> None:
 # --- the database ----------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_a_read_only_database_file(env: dict[str, str], db_path: Path) -> None:
     immutable(db_path)
     try:
@@ -154,6 +155,7 @@ def test_a_read_only_database_file(env: dict[str, str], db_path: Path) -> None:
     assert "writable" in hint and "DIGEST_DB" in hint
 
 
+@pytest.mark.sqlite_only
 def test_a_database_on_a_read_only_file_system(
     env: dict[str, str], db_path: Path, read_only: Path
 ) -> None:
@@ -166,6 +168,7 @@ def test_a_database_on_a_read_only_file_system(
     assert "cannot open the database file" in error and "may write" in hint
 
 
+@pytest.mark.sqlite_only
 def test_a_full_disk_under_the_database(
     env: dict[str, str], small_disk: Path, tmp_path: Path
 ) -> None:
@@ -178,6 +181,7 @@ def test_a_full_disk_under_the_database(
     assert "free some space" in hint and "rolled back" in hint
 
 
+@pytest.mark.sqlite_only
 def test_a_database_on_a_disk_full_before_the_command(
     env: dict[str, str], small_disk: Path
 ) -> None:
@@ -240,6 +244,7 @@ def test_gathering_into_a_read_only_database_is_one_store_error(
     conn.close()
 
 
+@pytest.mark.sqlite_only
 def test_a_folder_given_as_the_database(env: dict[str, str], tmp_path: Path) -> None:
     env["DIGEST_DB"] = str(tmp_path)
     error, hint = one_error(run(env, "status"), tmp_path)

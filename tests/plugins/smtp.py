@@ -313,6 +313,9 @@ class Newsroom:
             "DIGEST_OUTBOX": str(root / "outbox"),
             "DIGEST_BASE_URL": "https://digest.example.org",
         }
+        if str(db_path).startswith("postgresql://"):
+            # A killed sender's rows wait for its lease: seconds, not the default minute.
+            self.env["DIGEST_SEND_LEASE"] = "2"
         self.blogs: BlogsFile = load_blogs(blogs_yaml)
         self.db_path = db_path
         self.conn: sqlite3.Connection = connect(db_path)
