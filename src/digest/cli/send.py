@@ -102,9 +102,18 @@ def show_summary(app: App, summary: SendSummary) -> None:
     is_flag=True,
     help="Send through SMTP even while DIGEST_BASE_URL is unset (links to localhost).",
 )
+@click.option(
+    "--join",
+    is_flag=True,
+    help="Only help send an issue already being sent (another machine froze it, on a shared "
+    "PostgreSQL); with none, say so and exit. For worker machines, from a timer.",
+)
 @pass_app
-def send(app: App, yes: bool, dry_run: bool, force: bool) -> None:
+def send(app: App, yes: bool, dry_run: bool, force: bool, join: bool) -> None:
     """Send the current draft as the next issue, or resume an interrupted send."""
+    if join and sending_issue(app.db) is None:
+        app.console.print("Nothing to join: no issue is being sent")
+        return
     app.console.print(send_plan(app))
     if not dry_run:
         confirm_send(app, yes=yes, force=force, command="send")
@@ -122,6 +131,12 @@ def send(app: App, yes: bool, dry_run: bool, force: bool) -> None:
             bar.update(task, completed=done, total=total)
 
         summary = send_issue(
-            app.settings, app.blogs, app.db, now=utcnow(), dry_run=dry_run, progress=progress
+            app.settings,
+            app.blogs,
+            app.db,
+            now=utcnow(),
+            dry_run=dry_run,
+            progress=progress,
+            join=join,
         )
     show_summary(app, summary)

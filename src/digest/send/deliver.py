@@ -128,11 +128,12 @@ def send_issue(
     progress: Progress | None = None,
     batch: int = BATCH,
     retry_delays: Sequence[float] = RETRY_DELAYS,
+    join: bool = False,
 ) -> SendSummary:
     """Send the current draft as the next issue (or resume the issue being sent).
 
     ``dry_run``: the same steps against a copy of the database, every message built, nothing
-    sent, the draft kept."""
+    sent, the draft kept. ``join``: only help with an issue being sent, never freeze one."""
     if dry_run:
         with tempfile.TemporaryDirectory(prefix="digest-dry-run-") as tmp:
             copy = connect(Path(tmp) / "dry-run.db", migrate=dialect.is_postgresql(conn))
@@ -150,6 +151,7 @@ def send_issue(
                     progress=progress,
                     batch=batch,
                     retry_delays=retry_delays,
+                    join=join,
                 )
             finally:
                 copy.close()
@@ -164,6 +166,7 @@ def send_issue(
             progress=progress,
             batch=batch,
             retry_delays=retry_delays,
+            join=join,
         )
 
 
@@ -177,6 +180,7 @@ def _send(
     progress: Progress | None,
     batch: int,
     retry_delays: Sequence[float],
+    join: bool,
 ) -> SendSummary:
     started = time.monotonic()
     dialect.set_durability(conn, settings.db_synchronous)
@@ -187,6 +191,8 @@ def _send(
             ledger.requeue_unfinished(conn, now=now, alone=not dialect.is_postgresql(conn))
         resumed = sending_issue(conn)
         main_issue = resumed
+        if resumed is None and join:
+            return _summary(conn, None)
         if resumed is None and (not ledger.pending_issues(conn) or current_draft(settings, conn)):
             issue, _ = _start_issue(settings, blogs, conn, now=now)
             main_issue = issue.number
