@@ -18,8 +18,9 @@ setup: $(STAMP) ## install digest and its development tools into .venv
 run: $(STAMP) ## the weekly job once: gather, draft, send (to outbox/ without SMTP settings)
 	$(BIN)/digest run --once
 
-test: $(STAMP) ## the whole test suite
+test: $(STAMP) ## the whole test suite: on SQLite, then on a PostgreSQL it starts itself
 	$(BIN)/python -m pytest
+	DIGEST_TEST_DB=postgresql $(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff and mypy (strict on src/)
 	$(BIN)/ruff check src tests benchmarks
