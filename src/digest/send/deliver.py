@@ -47,6 +47,7 @@ __all__ = ["Progress", "SendSummary", "send_issue", "sending_issue"]
 # row stays 'deferred' and the next `digest send` tries it again.
 RETRY_DELAYS = (2.0, 10.0, 30.0)
 BATCH = 200
+FLEET_BATCH = 50
 
 
 def _start_issue(
@@ -204,6 +205,8 @@ def _send(
     if main_issue is None and pending:
         main_issue = pending[-1]
     transport = Transport(settings, dry_run=dry_run)
+    if dialect.is_postgresql(conn):
+        batch = min(batch, FLEET_BATCH)  # smaller claims share the tail among the senders
     loop = SendLoop(
         settings,
         blogs,

@@ -120,7 +120,8 @@ def advisory_holder(conn: Any, what: str) -> str:
     ).fetchone()
     if row is None:
         return "another digest"
-    return f"{row[0] or 'a client'}" + (f" from {row[1]}" if row[1] else "")
+    holder = str(row[0] or "a client").removeprefix("digest ")  # pid N on HOST
+    return holder + (f" (from {row[1]})" if row[1] else "")
 
 
 def complete(sql: str) -> bool:

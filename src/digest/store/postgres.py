@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
@@ -80,6 +81,9 @@ class PgConnection:
     def __init__(self, raw: psycopg.Connection[PgRow], url: str) -> None:
         self.raw = raw
         self.url = url
+        # Like a sqlite3 connection, one that is dropped closes itself, quietly (a weakref
+        # callback runs before psycopg's own finalizer, even in a reference cycle).
+        weakref.finalize(self, raw.close)
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[PgRow]:
         if not parameters:  # sent as it is: a migration's several statements at once
@@ -99,6 +103,12 @@ class PgConnection:
 
     def close(self) -> None:
         self.raw.close()
+
+    def __enter__(self) -> PgConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None  # as sqlite3's in autocommit mode: every statement is committed already
 
 
 def is_url(target: object) -> bool:
