@@ -3,6 +3,7 @@ its own SMTP relay. Copies are counted per recipient over every relay."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -22,12 +23,14 @@ pytestmark = pytest.mark.postgresql_only
 POOL = 2
 
 
-def _sender(room: Newsroom, relay: SmtpServer, **env_extra: str) -> subprocess.Popen[str]:
+def _sender(
+    room: Newsroom, relay: SmtpServer, *args: str, **env_extra: str
+) -> subprocess.Popen[str]:
     env = room.subprocess_env()
     env.update(relay.env())
     env.update({"DIGEST_SMTP_POOL": str(POOL), "DIGEST_SEND_LEASE": "3", **env_extra})
     return subprocess.Popen(
-        [sys.executable, "-m", "digest", "send", "--yes"],
+        [sys.executable, "-m", "digest", "send", "--yes", *args],
         cwd=room.root,
         env=env,
         stdout=subprocess.PIPE,
@@ -126,7 +129,43 @@ def test_the_weekly_job_runs_once_across_machines(db_path: str, newsroom: Newsro
         with pytest.raises(LockedError) as raised, job_lock(settings):
             pass
     assert "running the weekly job" in str(raised.value)
-    assert "digest pid" in str(raised.value)
+    assert f"pid {os.getpid()} on " in str(raised.value)
     with job_lock(settings):  # released with its holder
         pass
     connect(db_path).close()
+
+
+def test_a_worker_joins_an_issue_being_sent_and_never_freezes_one(
+    newsroom: Newsroom, smtp_servers: Callable[..., SmtpServer]
+) -> None:
+    relays = [smtp_servers(), smtp_servers()]
+    # Nothing is being sent (a draft exists, but only the web machine sends it): no-op, exit 0.
+    newsroom.add_posts(1)
+    newsroom.draft()
+    addresses = newsroom.subscribe_many(1000)
+    idle = subprocess.run(
+        [sys.executable, "-m", "digest", "send", "--yes", "--join"],
+        cwd=newsroom.root,
+        env={**newsroom.subprocess_env(), **relays[1].env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert idle.returncode == 0, idle.stderr
+    assert "Nothing to join" in idle.stdout
+    assert newsroom.conn.execute("SELECT COUNT(*) FROM issues").fetchone()[0] == 0
+    for relay in relays:
+        relay.handler.delay = 0.004
+    first = _sender(newsroom, relays[0])
+    deadline = time.monotonic() + 60
+    while len(relays[0].messages) < 10:
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    # Another machine: no drafts folder of its own.
+    joiner = _sender(newsroom, relays[1], "--join", DIGEST_DRAFTS=str(newsroom.root / "elsewhere"))
+    for proc in (first, joiner):
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    copies = _copies(relays)
+    assert sorted(copies) == sorted(addresses) and set(copies.values()) == {1}
+    assert relays[1].messages, "the joiner sent some"

@@ -372,6 +372,7 @@ def test_access_log_shows_no_tokens(newsroom: Newsroom) -> None:
     assert token not in log
 
 
+@pytest.mark.sqlite_only
 def test_healthz_is_503_while_the_database_cannot_be_written(newsroom: Newsroom) -> None:
     """A real write failure: the server may not grow any file (RLIMIT_FSIZE 0, as a full disk
     looks to it: SQLite's WAL writes fail with EFBIG). Root ignores file modes, not this."""
