@@ -97,6 +97,13 @@ def test_smtp_send_with_the_default_base_url_refuses_to_start(
     assert smtp_server.messages == []
     assert issues.get_issue(ready.conn, 1) is None
 
+    # The same with the relays given as a list.
+    relays = {"DIGEST_SMTP_HOSTS": f"127.0.0.1:{smtp_server.port} security=none"}
+    listed = CliRunner().invoke(main, ["send", "--yes"], env={**_without_base_url(ready), **relays})
+    assert listed.exit_code == 1 and "error: DIGEST_BASE_URL is not set" in listed.output
+    assert "through 127.0.0.1 would carry" in listed.output
+    assert smtp_server.messages == []
+
     forced = CliRunner().invoke(main, ["send", "--yes", "--force"], env=env)
     assert forced.exit_code == 0, forced.output
     assert sorted(copies(smtp_server).values()) == [1, 1, 1]

@@ -109,7 +109,7 @@ def policy_refusals(refusals: Sequence[str], *, target: str) -> Report:
             "What to do:\n"
             "- a blocklisting ('blocked using ...', Spamhaus and the like): look the sending IP\n"
             "  up on that list's site and follow its delisting steps, or send through your\n"
-            "  provider's relay (DIGEST_SMTP_HOST);\n"
+            "  provider's relay (DIGEST_SMTP_HOST, or another in DIGEST_SMTP_HOSTS);\n"
             "- 5.7.26 or 'DMARC': check SPF and DKIM for the From domain (README: DNS);\n"
             "- 'spam' or 'content': check the issue with `digest preview --check`.\n"
         ),

@@ -165,9 +165,10 @@ def require_base_url(settings: Settings) -> None:
     """Refuse to mail readers through an SMTP server while DIGEST_BASE_URL was never set: every
     link in those mails, the unsubscribe link first, would point at the default localhost
     address. The Maildir outbox (no SMTP host) is for trying digest out and is not refused."""
-    if settings.smtp_host and not settings.base_url_set:
+    relays = settings.smtp_relays
+    if relays and not settings.base_url_set:
         raise ConfigError(
-            f"DIGEST_BASE_URL is not set: mails sent through {settings.smtp_host} would carry "
+            f"DIGEST_BASE_URL is not set: mails sent through {relays[0].host} would carry "
             f"links to {settings.base_url}, so no reader could unsubscribe",
             hint="set DIGEST_BASE_URL (environment or .env) to the public address of "
             "`digest serve`, such as https://digest.example.org (`digest send`, `release` and "
