@@ -8,7 +8,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from digest.cli import App, main, pass_app
-from digest.errors import DeliveryError
+from digest.errors import DeliveryError, DraftError
 from digest.issue.draft import current_draft, load_issue
 from digest.send.deliver import SendSummary, send_issue, sending_issue
 from digest.send.transport import describe_target
@@ -18,6 +18,16 @@ from digest.store import subscribers as subscribers_store
 
 def send_plan(app: App) -> str:
     """What `digest send` is about to do, for the confirmation prompt."""
+    try:
+        return _plan(app)
+    except DraftError:
+        # Another sender on the same PostgreSQL froze the draft into an issue meanwhile: join it.
+        if sending_issue(app.db) is None:
+            raise
+        return _plan(app)
+
+
+def _plan(app: App) -> str:
     conn = app.db
     target = describe_target(app.settings)
     number = sending_issue(conn)
