@@ -18,8 +18,9 @@ from datetime import datetime
 from digest.feedback.model import Event, Kind
 from digest.send import settle
 from digest.send.bounces import SOFT_LIMIT
+from digest.store import feedback as store
 from digest.store import subscribers as subscribers_store
-from digest.store.db import Connection, Row, log_event, transaction, ts, ts_or_none
+from digest.store.db import Connection, Row, log_event, transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,34 +38,34 @@ def apply(conn: Connection, event: Event, *, now: datetime) -> Applied:
 
 def apply_in(conn: Connection, event: Event, *, now: datetime) -> Applied:
     """Apply ``event`` inside the caller's transaction."""
-    inserted = conn.execute(
-        "INSERT INTO feedback_events (source, event_id, kind, recipient, message_id, outcome,"
-        " detail, occurred_at, received_at) VALUES (?, ?, ?, ?, ?, '', ?, ?, ?)"
-        " ON CONFLICT (source, event_id) DO NOTHING",
-        (
-            event.source,
-            event.event_id[:500],
-            str(event.kind),
-            event.recipient,
-            event.message_id,
-            event.detail[:1000],
-            ts_or_none(event.at),
-            ts(now),
-        ),
-    ).rowcount
-    if not inserted:
+    event_id = event.event_id[:500]
+    if not store.record_event(
+        conn,
+        source=event.source,
+        event_id=event_id,
+        kind=str(event.kind),
+        recipient=event.recipient,
+        message_id=event.message_id,
+        detail=event.detail[:1000],
+        at=event.at,
+        now=now,
+    ):
         return Applied(event, "already applied", new=False)
-    delivery = _delivery(conn, event)
-    email = delivery["email"] if delivery else (event.recipient or "").strip().lower()
+    address = (event.recipient or "").strip().lower()
+    delivery = store.find_delivery(conn, event.message_id, address or None)
+    email = delivery["email"] if delivery else address
     sub = subscribers_store.get_by_email(conn, email) if email else None
     issue = delivery["issue"] if delivery else None
     outcome = _outcome(conn, event, delivery, sub.id if sub else None, email, now)
     if sub is not None and sub.status in ("unsubscribed", "bounced") and event.kind != Kind.POLICY:
         outcome = f"{outcome} (subscriber already {sub.status})"
-    conn.execute(
-        "UPDATE feedback_events SET outcome = ?, issue = ?, subscriber_id = ?"
-        " WHERE source = ? AND event_id = ?",
-        (outcome, issue, sub.id if sub else None, event.source, event.event_id[:500]),
+    store.set_outcome(
+        conn,
+        event.source,
+        event_id,
+        outcome=outcome,
+        issue=issue,
+        subscriber_id=sub.id if sub else None,
     )
     if event.kind == Kind.POLICY:
         log_event(
@@ -106,29 +107,7 @@ def _outcome(
     return "soft bounce counted"
 
 
-def _delivery(conn: Connection, event: Event) -> Row | None:
-    columns = "SELECT issue, subscriber_id, email, status, bounce FROM deliveries"
-    if event.message_id:
-        row: Row | None = conn.execute(
-            f"{columns} WHERE message_id = ?", (event.message_id,)
-        ).fetchone()
-        if row is not None:
-            return row
-    if event.recipient:
-        return conn.execute(
-            f"{columns} WHERE email = ? ORDER BY issue DESC LIMIT 1",
-            (event.recipient.strip().lower(),),
-        ).fetchone()
-    return None
-
-
 def _mark(conn: Connection, delivery: Row, bounce: str, detail: str, *, final: bool) -> None:
-    """The delivery's bounce class; a sent message that bounced for good becomes 'bounced'.
-    A policy report never overwrites a soft or hard class (it would uncount a soft bounce)."""
-    keep = " AND bounce IS NULL" if bounce == "policy" else ""
+    """The delivery's bounce class; a sent message that bounced for good becomes 'bounced'."""
     status = "bounced" if final and delivery["status"] == "sent" else delivery["status"]
-    conn.execute(
-        f"UPDATE deliveries SET bounce = ?, reply = ?, status = ?"
-        f" WHERE issue = ? AND subscriber_id = ?{keep}",
-        (bounce, f"later: {detail}"[:500], status, delivery["issue"], delivery["subscriber_id"]),
-    )
+    store.mark_delivery(conn, delivery, bounce, f"later: {detail}", status=status)

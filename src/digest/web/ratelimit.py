@@ -15,24 +15,9 @@ import hashlib
 from collections.abc import Callable
 from datetime import datetime
 
+from digest.store import ratelimits
 from digest.store.db import Connection
 from digest.web.database import Database
-
-HIT = """
-INSERT INTO rate_limits (limiter, subject, window_no, hits, previous)
-VALUES (?, ?, ?, 1, 0)
-ON CONFLICT (limiter, subject) DO UPDATE SET
-    previous = CASE
-        WHEN rate_limits.window_no = excluded.window_no THEN rate_limits.previous
-        WHEN rate_limits.window_no = excluded.window_no - 1 THEN rate_limits.hits
-        ELSE 0 END,
-    hits = CASE
-        WHEN rate_limits.window_no = excluded.window_no THEN rate_limits.hits + 1
-        ELSE 1 END,
-    window_no = excluded.window_no
-RETURNING hits, previous
-"""
-PURGE = "DELETE FROM rate_limits WHERE limiter = ? AND window_no < ?"
 
 
 class RateLimiter:
@@ -67,10 +52,10 @@ class RateLimiter:
 
     def hit(self, conn: Connection, subject: str, now: float) -> bool:
         number = int(now // self.window)
-        [(hits, previous)] = conn.execute(HIT, (self.name, subject, number)).fetchall()
+        hits, previous = ratelimits.hit(conn, self.name, subject, number)
         if number != self.purged:  # once a window per process: the index makes it cheap
             self.purged = number
-            conn.execute(PURGE, (self.name, number - 1))
+            ratelimits.purge(conn, self.name, before=number - 1)
         covered = 1.0 - (now / self.window - number)  # of the previous window, still in ours
         estimate: float = hits + previous * covered
         return estimate <= self.limit
