@@ -312,4 +312,17 @@ MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
         """,
         },
     ),
+    (
+        "postgresql: the claim's index in row order",
+        {
+            # SQLite's index on (issue, status) holds each row's rowid, in order, already.
+            "sqlite": "",
+            "postgresql": """
+        -- deliveries.claim() takes an issue's oldest queued rows: in this index's order,
+        -- instead of a walk of the row ids past every row already sent, at every claim.
+        CREATE INDEX deliveries_queue ON deliveries (issue, status, rowid);
+        DROP INDEX deliveries_status;
+        """,
+        },
+    ),
 ]
