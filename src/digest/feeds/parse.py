@@ -6,6 +6,8 @@ Rules from REFERENCE.md sections 1 and 2:
   sanitiser and URI resolver cost ~15x, and digest keeps no feed HTML, only a plain-text excerpt.
 - ``bozo`` means odd, not unusable: entries parsed -> keep them and warn; none -> a feed error.
 - Identity within a blog: guid / Atom id, else the link, else a hash of title and date.
+- Plain RSS 2.0 and Atom 1.0 go through fastfeedparser first (fastparse.py, ~4x less CPU on
+  XXIIVV): it takes only documents it reads as feedparser does; the rest come here.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import feedparser.api
 import feedparser.mixin
 
 from digest.errors import FeedError
-from digest.feeds import thumbnail
+from digest.feeds import fastparse, thumbnail
 from digest.feeds.text import EXCERPT_CHARS, clip, excerpt, html_to_text, squash
 from digest.models import Entry
 
@@ -83,15 +85,21 @@ class ParsedFeed:
     kind: str = ""  # rss20, atom10, json11, ... as detected
 
 
-def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str]) -> ParsedFeed:
-    """Parse a fetched feed; raises FeedError when the body is not a usable feed."""
+def parse_feed(
+    body: bytes, *, url: str, headers: Mapping[str, str], fast: bool = True
+) -> ParsedFeed:
+    """Parse a fetched feed; raises FeedError when the body is not a usable feed.
+
+    ``fast``: try fastfeedparser first (fastparse.py: it takes only documents it reads as
+    feedparser does); False: feedparser only, the reference.
+    """
     lowered = {k.lower(): v for k, v in headers.items()}
     content_type = lowered.get("content-type", "")
     if not body.strip():
         raise FeedError("not a feed: the response was empty", url=url)
     if "json" in content_type.lower() or body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{":
         return parse_json_feed(body, url=url)
-    return _parse_xml(body, url=url, headers=lowered)
+    return _parse_xml(body, url=url, headers=lowered, fast=fast)
 
 
 # --- RSS and Atom through feedparser ----------------------------------------------------------
@@ -117,10 +125,20 @@ def _feedparser_headers(body: bytes, url: str, headers: dict[str, str]) -> dict[
     return out
 
 
-def _parse_xml(body: bytes, *, url: str, headers: dict[str, str]) -> ParsedFeed:
+def _parse_xml(body: bytes, *, url: str, headers: dict[str, str], fast: bool) -> ParsedFeed:
+    headers = _feedparser_headers(body, url, headers)
+    shaped = fastparse.parse(body, headers) if fast else None
+    if shaped is not None:
+        kind, channel, raw_entries = shaped
+        return ParsedFeed(
+            title=_title(channel) or None,
+            entries=list(_entries(raw_entries, url)),
+            link=_link(channel.get("link"), url),
+            kind=kind,
+        )
     parsed: Any = feedparser.parse(
         body,
-        response_headers=_feedparser_headers(body, url, headers),
+        response_headers=headers,
         sanitize_html=False,
         resolve_relative_uris=False,
     )
