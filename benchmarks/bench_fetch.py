@@ -76,6 +76,9 @@ def generate(folder: Path, *, trimmed: bool = False) -> list[str]:
         text = text.replace("://", f"://f{i}.").replace(
             "isPermaLink='false'>", f"isPermaLink='false'>f{i}-"
         )
+        # ... but not the namespace names: xmlns="http://www.w3.org/2005/Atom" is an
+        # identifier, and a changed one makes a feed no reader understands as Atom.
+        text = re.sub(r"(xmlns(?::\w+)?=[\"']https?://)f\d+\.", r"\1", text)
         name = f"f{i}.xml"
         (folder / name).write_text(text, "utf-8")
         names.append(name)
