@@ -178,6 +178,7 @@ class Run:
     db_cpu: float = 0.0
     sink_cpu: float = 0.0
     idle: float = 0.0  # share of the machine's CPU time left idle
+    busy: float = 0.0  # CPU seconds the whole machine spent, every process
     shares: list[int] = field(default_factory=list)  # rows sent per worker (the ledger)
     statuses: dict[str, int] = field(default_factory=dict)
     killed_in_flight: int = 0
@@ -246,6 +247,22 @@ def ceiling(sink: Sink, message_file: Path, n: int, processes: int) -> float:
         proc.communicate()
         assert proc.returncode == 0
     return each * processes / (time.perf_counter() - started)
+
+
+def ceilings_of(tmp: Path, message_file: Path, n: int, best: dict[str, float]) -> None:
+    """The ceilings in 1 and 2 processes against a sink like the scenarios' (-v), and against
+    one that logs nothing (what -v costs); each kept at its best in ``best``."""
+    sink, quiet = Sink(tmp), Sink(tmp, verbose=False)
+    try:
+        for label, rate in (
+            ("1 process", ceiling(sink, message_file, n, 1)),
+            ("2 processes", ceiling(sink, message_file, n, 2)),
+            ("2 processes, sink without -v", ceiling(quiet, message_file, n, 2)),
+        ):
+            best[label] = max(rate, best.get(label, 0.0))
+    finally:
+        sink.stop()
+        quiet.stop()
 
 
 def ledger(db: str) -> tuple[dict[str, int], list[tuple[str, int]]]:
@@ -324,6 +341,7 @@ def fleet(run: Run, folder: Path, db: str, pg: Postgres | None, *, kill: bool = 
     run.seconds = time.perf_counter() - started
     idle1, total1 = machine_idle()
     run.idle = (idle1 - idle0) / max(total1 - total0, 1e-9)
+    run.busy = (total1 - total0) - (idle1 - idle0)
     run.db_cpu = (pg.cpu() - db0) if pg else 0.0
     run.sink_cpu = sink.cpu()
     run.copies = sink.recipients()
@@ -338,7 +356,8 @@ def cpu_line(run: Run) -> str:
     parts = f"{run.worker_cpu * per:.2f} workers / {run.sink_cpu * per:.2f} sink"
     if run.db_cpu:
         parts += f" / {run.db_cpu * per:.2f} PostgreSQL"
-    return parts
+    others = run.busy - run.worker_cpu - run.sink_cpu - run.db_cpu
+    return parts + f" / {others * per:.2f} other processes"
 
 
 Row = tuple[str, str, str, str, str]
@@ -396,16 +415,7 @@ def main() -> None:
         runs: list[Run] = []
         scenarios = [("PostgreSQL", 1), ("PostgreSQL", 2), ("PostgreSQL", 4), ("SQLite", 1)]
         ceilings: dict[str, float] = {}
-        sink = Sink(tmp)
-        quiet = Sink(tmp, verbose=False)
-        try:
-            sample = min(n, 20_000)
-            ceilings["1 process"] = ceiling(sink, message_file, sample, 1)
-            ceilings["2 processes"] = ceiling(sink, message_file, sample, 2)
-            ceilings["2 processes, sink without -v"] = ceiling(quiet, message_file, sample, 2)
-        finally:
-            sink.stop()
-            quiet.stop()
+        ceilings_of(tmp, message_file, min(n, 20_000), ceilings)
         for k, (engine, workers) in enumerate(scenarios):
             folder = tmp / f"s{k}"
             checkout(base, folder, with_db=engine == "SQLite")
@@ -427,6 +437,7 @@ def main() -> None:
             pg,
             kill=True,
         )
+        ceilings_of(tmp, message_file, min(n, 20_000), ceilings)  # the best of before and after
         fsync = pg.setting("fsync")
     finally:
         pg.stop()
@@ -434,14 +445,22 @@ def main() -> None:
 
     ceil = max(ceilings.values())
     rss_ref = max(runs[3].rss)
+    busiest = max([*runs, killed], key=lambda r: r.sink_cpu / r.seconds)
+    busy = busiest.sink_cpu / busiest.seconds
     rows: list[Row] = [
         (
             f"ceiling: aiosmtplib, {CONNECTIONS} connections",
             "",
             " / ".join(f"{v:,.0f} ({k})" for k, v in ceilings.items()),
             "",
-            "the sink outruns digest "
-            + ("ok" if ceil > max(r.rate for r in runs) else "NO: the sink bounds both"),
+            "msgs/s, best of before and after the scenarios",
+        ),
+        (
+            "smtp-sink -v busy, its busiest scenario",
+            f"{busy:.0%} of a core ({busiest.label} x {busiest.workers})",
+            "100% of a core",
+            f"{busy:.2f}x",
+            "< 50%: the sink is not the bound " + ("ok" if busy < 0.5 else "MISSED"),
         ),
     ]
     for run in runs:
