@@ -9,8 +9,9 @@
   sink, in 1 process and in 2 (this machine's cores), measured in the same run.
 - duplicates and missing are counted per recipient at the sink: smtp-sink -v logs every
   RCPT TO of every copy (to /dev/shm); the ceiling runs against a sink logging the same way.
-- peak RSS and CPU of each worker from wait4(); CPU of PostgreSQL (the postmaster and its
-  children) and of the sink from /proc, and the machine's idle time: where the time goes.
+- peak RSS of each worker (VmHWM, sampled) and its CPU (wait4()); CPU of PostgreSQL (the
+  postmaster and its children) and of the sink from /proc, and the machine's idle time:
+  where the time goes.
 - then one of 4 workers is killed (SIGKILL) mid-send with DIGEST_SEND_LEASE=5: the others take
   its rows over after the lease; 0 missing, duplicates at most its connections (in flight).
 
@@ -34,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -108,6 +110,36 @@ def machine_idle() -> tuple[float, float]:
     """(idle, total) CPU seconds of the machine since boot, every core."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (values[3] + values[4]) / TICK, sum(values[:8]) / TICK
+
+
+class Watermarks:
+    """Each process's VmHWM, sampled from /proc until it ends. Not wait4()'s ru_maxrss: Linux
+    carries the high-water mark over exec(), so a child forked from this (large) process
+    would report this process's memory."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.peak = dict.fromkeys(pids, 0)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.2):
+            for pid in self.pids:
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak[pid] = max(self.peak[pid], int(line.split()[1]))
+
+    def stop(self) -> list[float]:
+        """MB per process."""
+        self.done.set()
+        self.thread.join()
+        return [self.peak[pid] / 1024 for pid in self.pids]
 
 
 class Postgres:
@@ -317,6 +349,7 @@ def fleet(run: Run, folder: Path, db: str, pg: Postgres | None, *, kill: bool = 
                     stderr=subprocess.STDOUT,
                 )
             )
+    hwm = Watermarks([proc.pid for proc in procs])
     victim = procs[1] if kill else None
     if victim is not None:
         conn = connect(db)
@@ -336,9 +369,9 @@ def fleet(run: Run, folder: Path, db: str, pg: Postgres | None, *, kill: bool = 
         if proc is not victim and proc.returncode != 0:
             log = (folder / f"worker{procs.index(proc)}.out").read_text()
             raise SystemExit(f"worker {proc.pid} ended with {proc.returncode}:\n{log[-2000:]}")
-        run.rss.append(usage.ru_maxrss / 1024)
         run.worker_cpu += usage.ru_utime + usage.ru_stime
     run.seconds = time.perf_counter() - started
+    run.rss = hwm.stop()
     idle1, total1 = machine_idle()
     run.idle = (idle1 - idle0) / max(total1 - total0, 1e-9)
     run.busy = (total1 - total0) - (idle1 - idle0)
