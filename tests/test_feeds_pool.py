@@ -181,3 +181,15 @@ def test_parse_job_returns_what_parse_feed_returns(name: str) -> None:
     assert parse_job(body, "https://b.example/f", HEADERS) == parse_feed(
         body, url="https://b.example/f", headers=HEADERS
     )
+
+
+def test_a_parsed_feed_crosses_the_process_boundary_as_plain_tuples() -> None:
+    """A worker's answer is pickled with its entries as tuples (no Entry object per entry:
+    half the CPU to unpickle 70,000 of them), and comes back equal, field by field."""
+    body = (FEEDS / "xxiivv.rss.xml").read_bytes()
+    parsed = parse_feed(body, url="https://wiki.xxiivv.com/links/rss.xml", headers=HEADERS)
+    blob = pickle.dumps(parsed, pickle.HIGHEST_PROTOCOL)
+    assert b"Entry" not in blob
+    again = pickle.loads(blob)
+    assert again == parsed
+    assert [type(e) for e in again.entries] == [type(e) for e in parsed.entries]
