@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -62,7 +63,17 @@ def test_three_senders_share_one_issue_and_nobody_gets_two_copies(
     newsroom: Newsroom, smtp_servers: Callable[..., SmtpServer]
 ) -> None:
     addresses, relays = _fleet(newsroom, smtp_servers, 3, 600)
+    # Each relay holds its first message at DATA until every sender has one there: all three
+    # provably hold rows at once, however slowly the machine starts processes.
+    for relay in relays:
+        relay.handler.gate = threading.Event()
     procs = [_sender(newsroom, relay) for relay in relays]
+    deadline = time.monotonic() + 60
+    while not all(relay.handler.datas for relay in relays):
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline
+        time.sleep(0.01)
+    for relay in relays:
+        relay.handler.gate.set()
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outs]
     copies = _copies(relays)
