@@ -4,17 +4,21 @@ complaint unsubscribes for good; each event once, however often it is delivered.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
+from click.testing import CliRunner
 from pydantic import ValidationError
 
+from digest.cli import main
 from digest.feedback import Event, Kind
 from digest.feedback.apply import apply
 from digest.feedback.verp import envelope_sender, token_from
 from digest.send.deliver import send_issue
 from digest.send.summary import SendSummary
 from digest.store import subscribers as subscribers_store
+from digest.store import utcnow
 from plugins.smtp import Newsroom, SmtpServer
 
 
@@ -129,3 +133,22 @@ def test_a_bounce_address_with_a_tag_is_refused(newsroom: Newsroom) -> None:
     assert newsroom.settings(bounce_address=" bounces@example.org ").bounce_address == (
         "bounces@example.org"
     )
+
+
+def test_digest_status_counts_what_was_reported_after_sending(
+    newsroom: Newsroom, smtp_server: SmtpServer
+) -> None:
+    hard, blocked = newsroom.subscribe_many(2)
+    _issue(newsroom, smtp_server)
+    ids = {a: newsroom.deliveries()[a][1] for a in (hard, blocked)}
+    received = utcnow()  # `digest status` counts the last 30 days of the real clock
+    apply(newsroom.conn, _event("h1", Kind.HARD, message_id=ids[hard]), now=received)
+    apply(newsroom.conn, _event("p1", Kind.POLICY, message_id=ids[blocked]), now=received)
+    env = {**newsroom.subprocess_env()}
+    shown = CliRunner().invoke(main, ["status"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "Reported after sending (30 days): 1 hard, 0 soft, 1 policy, 0 complaint" in (
+        shown.output.replace("\n", " ")
+    )
+    info = json.loads(CliRunner().invoke(main, ["status", "--json"], env=env).output)
+    assert info["feedback"] == {"hard": 1, "soft": 0, "policy": 1, "complaint": 0}

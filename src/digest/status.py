@@ -10,6 +10,7 @@ from digest.errors import DraftError
 from digest.issue.draft import current_draft, load_issue
 from digest.schedule import next_slot
 from digest.store import deliveries, runs
+from digest.store import feedback as feedback_store
 from digest.store import feeds as feeds_store
 from digest.store import issues as issues_store
 from digest.store import subscribers as subscribers_store
@@ -43,6 +44,8 @@ def status(
         | subscribers_store.counts_by_status(conn),
         "feeds": {},
         "last_run": None,
+        # Reported after the 250 (webhooks, `digest bounces`), the last 30 days.
+        "feedback": feedback_store.counts_since(conn, now - timedelta(days=30)),
     }
     if newsletter.mode == "review":
         out["next_run"]["review"] = _at(slot - timedelta(hours=newsletter.review_hours), blogs)

@@ -206,6 +206,11 @@ def status(app: App, as_json: bool) -> None:
     )
     for feed in feeds["failing"]:
         out(f"  {feed['blog']}: {feed['error'] or feed['status']} ({feed['failures']} in a row)")
+    late = info["feedback"]
+    if any(late.values()):
+        kinds = ", ".join(f"{n} {kind}" for kind, n in late.items())
+        note = "; a policy refusal is about the sender, not the reader" if late["policy"] else ""
+        out(f"Reported after sending (30 days): {kinds}{note}")
     run = info["last_run"]
     if run is not None:
         when = run["finished"]["local"] if run["finished"] else "?"

@@ -73,3 +73,14 @@ def mark_delivery(
         f" WHERE issue = ? AND subscriber_id = ?{keep}",
         (bounce, reply[:500], status, delivery["issue"], delivery["subscriber_id"]),
     )
+
+
+def counts_since(conn: Connection, since: datetime) -> dict[str, int]:
+    """Late bounces and complaints received since ``since``, by kind."""
+    found = {kind: 0 for kind in ("hard", "soft", "policy", "complaint")}
+    for kind, n in conn.execute(
+        "SELECT kind, COUNT(*) FROM feedback_events WHERE received_at >= ? GROUP BY kind",
+        (ts(since),),
+    ):
+        found[str(kind)] = int(n)
+    return found
