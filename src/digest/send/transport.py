@@ -95,8 +95,13 @@ def describe_target(settings: Settings) -> str:
 async def _abandon(client: aiosmtplib.SMTP) -> None:
     """Close a session refused after the TCP connect (TLS, AUTH): closing a TLS transport
     takes a few loop turns, and the loop may end right after the error is raised."""
+    transport = client.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
     client.close()
-    await asyncio.sleep(0.05)
+    for _ in range(200):  # until the socket is really closed (a loaded machine takes longer)
+        await asyncio.sleep(0.005)
+        if sock is None or sock.fileno() == -1:
+            return
 
 
 async def _greet(client: aiosmtplib.SMTP) -> None:
