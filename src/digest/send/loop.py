@@ -161,7 +161,8 @@ class SendLoop:
             await asyncio.sleep(self.lease / 3)
             until = self.now() + timedelta(seconds=self.lease)
             held = ledger.renew_leases(self.conn, self.worker, until=until)
-            lost = {job.rowid for job, _ in self.queue} - held
+            waiting = {job.rowid for job, _ in self.queue} | {r.job.rowid for r in self.retries}
+            lost = waiting - held
             if lost:  # paused past the lease: another worker sends these now
                 self.queue = deque(item for item in self.queue if item[0].rowid not in lost)
                 self.retries = [r for r in self.retries if r.job.rowid not in lost]

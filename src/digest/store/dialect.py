@@ -7,7 +7,6 @@ The store's queries are written once. What cannot be (schema types, random bytes
 from __future__ import annotations
 
 import re
-import sqlite3
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -122,7 +121,3 @@ def advisory_holder(conn: Any, what: str) -> str:
         return "another digest"
     holder = str(row[0] or "a client").removeprefix("digest ")  # pid N on HOST
     return holder + (f" (from {row[1]})" if row[1] else "")
-
-
-def complete(sql: str) -> bool:
-    return sqlite3.complete_statement(sql)
