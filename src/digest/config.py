@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # URLs from other people's feeds (images) may reach loopback, private and link-local
     # addresses: for tests and intranets only (digest/net.py).
     allow_private_targets: bool = False
+    # A Maildir the curator's own mail setup fills with the newsletters of blogs that publish
+    # by email (blogs.yaml `email: {from: [...]}`); `digest inbound` is the other way in.
+    inbox: Path | None = None
 
     @field_validator("db", mode="before")
     @classmethod
@@ -326,11 +329,32 @@ class Link(_Strict):
     _url = field_validator("url")(classmethod(lambda cls, v: _http_url(v)))
 
 
+class BlogEmail(_Strict):
+    """A blog that publishes by email: only mail from these senders, DKIM-signed, is taken."""
+
+    from_: list[str] = Field(alias="from", min_length=1)
+
+    @field_validator("from_")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        out = []
+        for item in value:
+            addr = parseaddr(item)[1].strip().lower()
+            if "@" not in addr or "." not in addr.rpartition("@")[2]:
+                raise ValueError(f"expected a sender address such as letters@example.org, "
+                                 f"found {item!r}")
+            out.append(addr)
+        return out
+
+
 class Blog(_Strict):
     name: str
     id: str = ""
     homepage: str
     feed: str | None = None
+    email: BlogEmail | None = None  # instead of a feed: its newsletter (digest/inbound)
+    # feed: the feed's summary; page: the lede of the post's own page (digest/feeds/page.py)
+    excerpt: Literal["feed", "page"] = "feed"
     commentary: str = ""
     tagline: str = ""  # one line shown in issues that do not repeat the commentary
     highlights: list[Link] = []
@@ -343,6 +367,11 @@ class Blog(_Strict):
 
     @model_validator(mode="after")
     def _default_id(self) -> Blog:
+        if self.email is not None and self.feed is not None:
+            raise ValueError(
+                "a blog takes its posts from a feed or from email, not both: remove `feed:` "
+                "or `email:`"
+            )
         if not self.id:
             self.id = slugify(self.name)
         elif not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.id):
@@ -434,6 +463,12 @@ class Logo(_Strict):
         return value
 
 
+class Monthly(_Strict):
+    """The monthly edition, for readers who chose that cadence (digest/issue/monthly.py)."""
+
+    max_per_category: int = Field(default=5, ge=1, le=50)
+
+
 class Newsletter(_Strict):
     title: str
     description: str = ""
@@ -457,6 +492,11 @@ class Newsletter(_Strict):
     # off: no images; cached: each post's thumbnail from its feed, fetched once at draft time,
     # resized and served from DIGEST_BASE_URL/images/ (digest/images.py)
     images: Literal["off", "cached"] = "off"
+    # Links as BASE/r/<issue>/<n>, the same for every reader: counts per link, never who.
+    click_counts: bool = False
+    # After an issue is archived, tell each featured post by Webmention (digest/webmention.py).
+    webmentions: bool = False
+    monthly: Monthly = Monthly()
 
     @field_validator("accent", mode="before")
     @classmethod

@@ -73,6 +73,7 @@ class Subscriber:
     categories: frozenset[str] | None  # None: every category
     status: str  # pending | confirmed | unsubscribed | bounced
     token: str  # opaque public token for unsubscribe and preferences links
+    cadence: str = "weekly"  # weekly | monthly: which editions they get
 
 
 class Thumbnail(BaseModel):

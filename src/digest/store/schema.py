@@ -325,4 +325,74 @@ MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
         """,
         },
     ),
+    (
+        "readers and the open web",
+        """
+        -- Cadence: weekly issues go to 'weekly' readers, the monthly edition ("The month in
+        -- TITLE") to 'monthly' ones. A confirmation carries the cadence it asked for.
+        ALTER TABLE subscribers ADD COLUMN cadence TEXT NOT NULL DEFAULT 'weekly';
+        ALTER TABLE confirmations ADD COLUMN cadence TEXT;
+        -- Editions in the one ledger: weekly issues are numbered 1, 2, 3 ...; a monthly edition
+        -- is keyed YYYYMM (202611) and names its month, so `deliveries` serves both.
+        ALTER TABLE issues ADD COLUMN kind TEXT NOT NULL DEFAULT 'weekly';   -- weekly | monthly
+        ALTER TABLE issues ADD COLUMN month TEXT;                           -- YYYY-MM, monthly
+
+        -- Click counts (newsletter.click_counts): each link of an edition is BASE/r/<issue>/<n>,
+        -- the same for every recipient; the target is stored so the redirect goes only there.
+        CREATE TABLE links (
+            issue   INTEGER NOT NULL,
+            n       INTEGER NOT NULL,
+            url     TEXT NOT NULL,
+            post_id TEXT,                 -- the post it leads to, if any
+            blog    TEXT,                 -- the blog it belongs to, if any
+            PRIMARY KEY (issue, n)
+        );
+        -- Counts only: no time, address, IP or agent of a click is kept.
+        CREATE TABLE clicks (
+            issue INTEGER NOT NULL,
+            n     INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (issue, n)
+        );
+
+        -- Webmentions (newsletter.webmentions): one row per (issue, featured post), never sent
+        -- twice; 429 and 5xx are retried on the next run.
+        CREATE TABLE webmentions (
+            issue        INTEGER NOT NULL,
+            target       TEXT NOT NULL,      -- the featured post's URL
+            source       TEXT NOT NULL,      -- the archive page that mentions it
+            endpoint     TEXT,               -- as discovered; NULL: none found (yet)
+            status       TEXT NOT NULL,      -- pending | sent | none | failed | retry
+            http_status  INTEGER,
+            detail       TEXT,               -- what happened, in words
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            updated_at   TEXT NOT NULL,
+            PRIMARY KEY (issue, target)
+        );
+
+        -- Mail received for blogs that publish by email (digest/inbound): what became a post,
+        -- what was quarantined and why, and newsletters' own opt-in confirmations.
+        CREATE TABLE inbound_mail (
+            id          TEXT PRIMARY KEY,    -- sha256 of the Message-ID (else of the bytes)
+            blog        TEXT,                -- the blog it was addressed to or sent by, if known
+            sender      TEXT,
+            subject     TEXT,
+            received_at TEXT NOT NULL,
+            status      TEXT NOT NULL,       -- post | quarantined | confirmation
+            reason      TEXT,                -- why quarantined, in words
+            post_id     TEXT,
+            confirm_url TEXT,                -- a confirmation's link, for the curator
+            html        TEXT                 -- the archived copy (sanitised), when served by digest
+        );
+        CREATE INDEX inbound_mail_blog ON inbound_mail (blog, received_at);
+
+        -- excerpt: page: the lede of a post's own page, fetched once (digest/feeds/page.py).
+        CREATE TABLE page_excerpts (
+            url        TEXT PRIMARY KEY,
+            excerpt    TEXT,                 -- NULL: it failed; error says why
+            error      TEXT,
+            fetched_at TEXT NOT NULL
+        );
+        """,
+    ),
 ]

@@ -1,0 +1,1 @@
+"""Newsletters as sources: mail from a blog's listed senders, DKIM-verified, becomes its posts."""
