@@ -23,3 +23,10 @@ def post_clicks(conn: Connection, issues: Sequence[int]) -> dict[str, int]:
     for post_id, count in rows:
         found[post_id] = found.get(post_id, 0) + int(count)
     return found
+
+
+def top_posts(conn: Connection, issue: int, limit: int) -> list[tuple[str, int]]:
+    """The ``limit`` most clicked posts of ``issue`` as (post_id, clicks), most first; posts
+    never clicked are left out. Ties go by post id, so the order is stable."""
+    ranked = sorted(post_clicks(conn, [issue]).items(), key=lambda item: (-item[1], item[0]))
+    return [(post_id, count) for post_id, count in ranked if count > 0][:limit]
