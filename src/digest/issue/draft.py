@@ -23,6 +23,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from digest.config import BlogsFile, Settings
 from digest.errors import DraftError
+from digest.feeds.page import cache_ledes, with_ledes
 from digest.files import OverBound, load_yaml, read_capped, write_hint
 from digest.issue import rhythm, select
 from digest.issue.validate import DraftFile, parse_ts_value, validate
@@ -138,7 +139,7 @@ def _load(path: Path, blogs: BlogsFile, conn: Connection) -> DraftFile:
         nodes = doc.get("posts")
         nodes = [*(nodes if isinstance(nodes, list) else []), doc.get("archive_pick")]
         ids = [n["id"] for n in nodes if isinstance(n, Mapping) and isinstance(n.get("id"), str)]
-    known = store_posts.get_posts(conn, ids)
+    known = with_ledes(conn, blogs, store_posts.get_posts(conn, ids))  # excerpt: page
     return validate(doc, path=str(path), blogs=blogs, known=known)
 
 
@@ -332,6 +333,7 @@ def refresh_draft(
         pick = select.pick_archive(number, highlights, back)
         ids = [p.id for p in fresh] + ([pick.id] if pick else [])
         health += _image_health(settings, blogs, conn, ids, now)
+        health += cache_ledes(settings, blogs, conn, ids, now=now)
         doc = _new_document(number, window, blogs, fresh, pick, health)
         added = fresh
     else:
@@ -350,6 +352,9 @@ def refresh_draft(
         if existing.archive_pick is not None:
             ids.append(existing.archive_pick.id)
         health += _image_health(settings, blogs, conn, list(dict.fromkeys(ids)), now)
+        left_out = {p.id for p, included in existing.posts if not included}
+        wanted = [i for i in dict.fromkeys(ids) if i not in left_out]
+        health += cache_ledes(settings, blogs, conn, wanted, now=now)
         _set_readonly(doc, "until", ts(window.until), after="since")
         _set_readonly(doc, "feed_health", _health_list(health))
     _write(path, doc)

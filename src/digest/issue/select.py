@@ -189,7 +189,27 @@ class FeedStateLike(Protocol):
     def last_success(self) -> datetime | None: ...
 
 
-HealthKind = Literal["failing", "gone", "dormant", "duplicate", "unfetched", "image"]
+class MailLike(Protocol):
+    """What health reads of store.inbound.InboundMail (mail for blogs that publish by email)."""
+
+    @property
+    def blog(self) -> str | None: ...
+    @property
+    def sender(self) -> str | None: ...
+    @property
+    def subject(self) -> str | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def confirm_url(self) -> str | None: ...
+
+
+HealthKind = Literal[
+    "failing", "gone", "dormant", "duplicate", "unfetched", "image", "page", "quarantined",
+    "confirmation",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,18 +230,22 @@ def feed_health(
     duplicates: Sequence[tuple[Post, str]],
     now: datetime,
     dormant_days: int,
+    mail: Sequence[MailLike] = (),
 ) -> list[HealthNote]:
     """What the curator should know about the feeds; never part of the email.
 
     ``duplicates``: (post recorded as a duplicate in this window, blog id of the first copy).
+    ``mail``: quarantined mail and newsletters' confirmations received in this window.
     """
     notes: list[HealthNote] = []
     for blog in blogs.blogs():
         state = states.get(blog.id)
-        if state is None or state.status == "new":
+        if blog.email is not None:
+            state = None  # no feed to fetch: only dormancy applies, and its mail below
+        elif state is None or state.status == "new":
             notes.append(HealthNote(blog.id, "unfetched", f"{blog.name}: not fetched yet"))
             continue
-        if state.status == "gone":
+        if state is not None and state.status == "gone":
             reason = state.error or "the feed is gone"
             notes.append(
                 HealthNote(
@@ -232,7 +256,7 @@ def feed_health(
                 )
             )
             continue
-        if state.status == "error":
+        if state is not None and state.status == "error":
             runs = "run" if state.failures == 1 else "runs"
             since = f", last success {state.last_success:%Y-%m-%d}" if state.last_success else ""
             notes.append(
@@ -253,6 +277,7 @@ def feed_health(
                     f"{blog.name}: dormant, no post for {days} days (last {latest:%Y-%m-%d})",
                 )
             )
+    notes += [_mail_note(blogs, m) for m in mail]
     for post, first_blog in duplicates:
         copy = blogs.blog(post.blog)
         first = blogs.blog(first_blog)
@@ -265,3 +290,17 @@ def feed_health(
             )
         )
     return notes
+
+
+def _mail_note(blogs: BlogsFile, mail: MailLike) -> HealthNote:
+    blog = blogs.blog(mail.blog) if mail.blog else None
+    who = blog.name if blog else "DIGEST_INBOX"
+    what = f"{mail.subject!r} from {mail.sender or 'no sender'}"
+    if mail.status == "confirmation":
+        unverified = f" (unverified: {mail.reason})" if mail.reason else ""
+        return HealthNote(
+            mail.blog or "", "confirmation",
+            f"{who}: the newsletter asks to confirm the subscription{unverified}: "
+            f"{mail.confirm_url}",
+        )
+    return HealthNote(mail.blog or "", "quarantined", f"{who}: quarantined {what}: {mail.reason}")
