@@ -76,7 +76,7 @@ def test_preferences_change_name_and_categories(web: Web) -> None:
     token = _confirmed(web, "p@example.org")
     page = web.client.get(f"/preferences/{token}")
     assert page.status_code == 200 and "p@example.org" in page.text
-    assert page.text.count("checked") == len(web.blogs.categories)
+    assert page.text.count("checked") == len(web.blogs.categories) + 1  # and "Weekly"
 
     saved = web.post_form(f"/preferences/{token}", {"name": "Pat", "categories": ["music"]})
     assert saved.status_code == 200 and "Saved." in saved.text

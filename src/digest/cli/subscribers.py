@@ -42,6 +42,13 @@ def _send(app: App, mail: service.Mail) -> None:
 @click.option("--name", help="How to greet them (no line breaks or control characters).")
 @click.option("--categories", metavar="A,B", help="Category ids to receive (default: all).")
 @click.option(
+    "--cadence",
+    type=click.Choice(service.CADENCES),
+    default="weekly",
+    show_default=True,
+    help="Every weekly issue, or only the monthly edition (the month's best).",
+)
+@click.option(
     "--confirmed",
     is_flag=True,
     help="They already agreed (you hold their consent): no confirmation mail.",
@@ -53,6 +60,7 @@ def add(
     email: str,
     name: str | None,
     categories: str | None,
+    cadence: str,
     confirmed: bool,
     force: bool,
 ) -> None:
@@ -64,6 +72,7 @@ def add(
         email=email,
         name=name,
         categories=service.parse_categories(categories),
+        cadence=cadence,
         confirmed=confirmed,
         force=force,
         now=utcnow(),
@@ -88,7 +97,7 @@ def remove(app: App, email: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @pass_app
 def list_(app: App, status: str | None, as_json: bool) -> None:
-    """Subscribers with their status, categories and consent times."""
+    """Subscribers with their status, categories, cadence and consent times."""
     rows = store.export_rows(app.db, status=status)
     if as_json:
         for row in rows:
@@ -100,6 +109,7 @@ def list_(app: App, status: str | None, as_json: bool) -> None:
         "name",
         Column("status", no_wrap=True, min_width=7),
         Column("categories", overflow="fold"),
+        "cadence",
         "source",
         Column("requested", overflow="fold"),  # a cut date ("2026-11-2…") says nothing
         Column("confirmed", overflow="fold"),
@@ -112,6 +122,7 @@ def list_(app: App, status: str | None, as_json: bool) -> None:
             item["name"] or "",
             item["status"],
             item["categories"] or "all",
+            item["cadence"],
             item["source"],
             _minute(item["requested_at"]),
             _minute(item["confirmed_at"]),
@@ -140,8 +151,9 @@ def _minute(stamp: str | None) -> str:
 )
 @pass_app
 def import_(app: App, file: Path, dry_run: bool, confirmed: bool) -> None:
-    """Import FILE.csv (header row with `email`; `name`, `categories` optional). All or nothing:
-    one invalid row rejects the file. Existing and suppressed addresses are skipped."""
+    """Import FILE.csv (header row with `email`; `name`, `categories`, `cadence` optional).
+    All or nothing: one invalid row rejects the file. Existing and suppressed addresses are
+    skipped."""
     report = service.import_csv(
         app.db, app.settings, app.blogs, file, now=utcnow(), dry_run=dry_run, confirmed=confirmed
     )

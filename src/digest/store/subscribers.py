@@ -20,6 +20,7 @@ def _subscriber(row: Row) -> Subscriber:
         categories=None if cats is None else frozenset(json.loads(cats)),
         status=row["status"],
         token=row["token"],
+        cadence=row["cadence"],
     )
 
 
@@ -40,15 +41,17 @@ def insert_subscriber(
     ip: str | None = None,
     user_agent: str | None = None,
     consent_text: str | None = None,
+    cadence: str = "weekly",
 ) -> Subscriber:
     row = conn.execute(
-        "INSERT INTO subscribers (email, name, categories, status, token, source, requested_at,"
-        " request_ip, request_ua, consent_text, confirmed_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO subscribers (email, name, categories, cadence, status, token, source,"
+        " requested_at, request_ip, request_ua, consent_text, confirmed_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             email,
             name,
             encode_categories(categories),
+            cadence,
             status,
             token,
             source,
@@ -128,10 +131,14 @@ def update_preferences(
     *,
     name: str | None,
     categories: Iterable[str] | None,
+    cadence: str | None = None,
 ) -> None:
+    """``cadence`` None keeps the current one. A send in progress never sees the change: its
+    audience was copied into `deliveries` when it started (snapshot_audience)."""
     conn.execute(
-        "UPDATE subscribers SET name = ?, categories = ? WHERE id = ?",
-        (name, encode_categories(categories), subscriber_id),
+        "UPDATE subscribers SET name = ?, categories = ?, cadence = COALESCE(?, cadence)"
+        " WHERE id = ?",
+        (name, encode_categories(categories), cadence, subscriber_id),
     )
 
 
@@ -171,6 +178,7 @@ class Confirmation:
     request_ua: str | None
     consent_text: str | None
     revoked_at: datetime | None = None  # another link was confirmed, or the address left
+    cadence: str | None = None  # weekly | monthly; None: sent before readers chose (keep theirs)
 
 
 def insert_confirmation(
@@ -186,11 +194,12 @@ def insert_confirmation(
     ip: str | None,
     user_agent: str | None,
     consent_text: str | None,
+    cadence: str | None = None,
 ) -> None:
     conn.execute(
         "INSERT INTO confirmations (token_hash, subscriber_id, created_at, expires_at, name,"
-        " categories, source, request_ip, request_ua, consent_text)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " categories, cadence, source, request_ip, request_ua, consent_text)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             token_hash,
             subscriber_id,
@@ -198,6 +207,7 @@ def insert_confirmation(
             ts(expires_at),
             name,
             encode_categories(categories),
+            cadence,
             source,
             ip,
             user_agent,
@@ -226,6 +236,7 @@ def get_confirmation(conn: Connection, token_hash: str) -> Confirmation | None:
         request_ua=row["request_ua"],
         consent_text=row["consent_text"],
         revoked_at=parse_ts(row["revoked_at"]),
+        cadence=row["cadence"],
     )
 
 
@@ -262,13 +273,14 @@ def confirm_subscriber(
 ) -> None:
     """Activate, and make the confirmed request the subscriber's consent record (GDPR art. 7)."""
     conn.execute(
-        "UPDATE subscribers SET status = 'confirmed', name = ?, categories = ?, source = ?,"
-        " requested_at = ?, request_ip = ?, request_ua = ?, consent_text = ?,"
-        " confirmed_at = ?, confirm_ip = ?, confirm_ua = ?, unsubscribed_at = NULL"
-        " WHERE id = ?",
+        "UPDATE subscribers SET status = 'confirmed', name = ?, categories = ?,"
+        " cadence = COALESCE(?, cadence), source = ?, requested_at = ?, request_ip = ?,"
+        " request_ua = ?, consent_text = ?, confirmed_at = ?, confirm_ip = ?, confirm_ua = ?,"
+        " unsubscribed_at = NULL WHERE id = ?",
         (
             confirmation.name,
             encode_categories(confirmation.categories),
+            confirmation.cadence,
             confirmation.source,
             ts(confirmation.created_at),
             confirmation.request_ip,
@@ -333,19 +345,21 @@ class NewSubscriber:
     request_ip: str | None = None
     request_ua: str | None = None
     consent_text: str | None = None
+    cadence: str = "weekly"
 
 
 def insert_many(conn: Connection, rows: Iterable[NewSubscriber]) -> int:
     """One executemany: 100 000 rows in a second or so. Call inside a transaction."""
     cur = conn.executemany(
-        "INSERT INTO subscribers (email, name, categories, status, token, source, requested_at,"
-        " request_ip, request_ua, consent_text, confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
-        " ?, ?)",
+        "INSERT INTO subscribers (email, name, categories, cadence, status, token, source,"
+        " requested_at, request_ip, request_ua, consent_text, confirmed_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             (
                 r.email,
                 r.name,
                 encode_categories(r.categories),
+                r.cadence,
                 r.status,
                 r.token,
                 r.source,
@@ -375,6 +389,7 @@ EXPORT_COLUMNS = (
     "confirm_ip",
     "confirm_ua",
     "unsubscribed_at",
+    "cadence",  # last: scripts that read columns by position from older exports still work
 )
 
 

@@ -24,9 +24,12 @@ from digest.subscribers.optin import (
     subscribe,
 )
 from digest.subscribers.values import (
+    CADENCES,
     CONFIRM_TTL,
     MAILS_PER_DAY,
     Mail,
+    cadence_words,
+    clean_cadence,
     clean_categories,
     clean_name,
     consent_text,
@@ -38,6 +41,7 @@ from digest.subscribers.values import (
 )
 
 __all__ = [
+    "CADENCES",
     "CONFIRM_TTL",
     "MAILS_PER_DAY",
     "Added",
@@ -45,7 +49,9 @@ __all__ = [
     "ImportReport",
     "Mail",
     "add",
+    "cadence_words",
     "check_confirmation",
+    "clean_cadence",
     "clean_categories",
     "clean_name",
     "confirm",

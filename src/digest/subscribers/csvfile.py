@@ -15,6 +15,7 @@ from digest.store.db import Connection, log_event, transaction
 from digest.subscribers.optin import start_confirmation
 from digest.subscribers.values import (
     Mail,
+    clean_cadence,
     clean_categories,
     clean_name,
     new_token,
@@ -107,7 +108,8 @@ def import_csv(
     """Import subscribers from CSV, all or nothing.
 
     Columns (header row, any order): ``email`` (required), ``name``, ``categories`` ("ml,music",
-    empty = all), and the consent fields ``export_csv`` writes, so an export imports back.
+    empty = all), ``cadence`` (weekly or monthly, empty = weekly), and the consent fields
+    ``export_csv`` writes, so an export imports back.
     Existing and suppressed addresses are skipped; rows whose ``status`` is unsubscribed or
     bounced are added to the suppression list. Any invalid row rejects the whole file with
     every problem and its line; ``dry_run`` reports the same summary and writes nothing.
@@ -130,6 +132,7 @@ def import_csv(
             address = normalise_email(raw)
             name = clean_name(_cell(row, col("name")))
             chosen = clean_categories(blogs, parse_categories(_cell(row, col("categories"))))
+            cadence = clean_cadence(_cell(row, col("cadence")))
             status = (_cell(row, col("status")) or "").lower()
             if status not in ("", "pending", "confirmed", *_LEFT_STATUSES):
                 raise SubscriberError(f"unknown status {status!r}")
@@ -161,6 +164,7 @@ def import_csv(
                 email=address,
                 name=name,
                 categories=chosen,
+                cadence=cadence,
                 status="confirmed" if active else "pending",
                 token=new_token(),
                 source="import",
@@ -204,6 +208,7 @@ def import_csv(
                     sub,
                     name=sub.name,
                     categories=sub.categories,
+                    cadence=sub.cadence,
                     now=now,
                     source="import",
                     ip=None,

@@ -14,6 +14,7 @@ from digest.store.db import Connection, log_event, transaction
 from digest.subscribers.optin import may_return, over_cap, start_confirmation
 from digest.subscribers.values import (
     Mail,
+    clean_cadence,
     clean_categories,
     clean_name,
     find_by_token,
@@ -55,17 +56,24 @@ def update_preferences(
     *,
     name: str | None,
     categories: Iterable[str] | None,
+    cadence: str | None = None,
     now: datetime,
 ) -> Subscriber | None:
-    """New name and categories for the subscriber behind the token; None for an unknown token."""
+    """New name, categories and cadence (None: keep it) for the subscriber behind the token;
+    None for an unknown token. A new cadence counts from the next edition: one being sent now
+    keeps the audience it started with."""
     clean = clean_name(name)
     chosen = clean_categories(blogs, categories)
+    rhythm = None if cadence is None else clean_cadence(cadence)
     with transaction(conn):
         sub = find_by_token(conn, token)
         if sub is None:
             return None
-        store.update_preferences(conn, sub.id, name=clean, categories=chosen)
-        log_event(conn, "preferences", f"subscriber {sub.id} changed preferences", at=now)
+        store.update_preferences(conn, sub.id, name=clean, categories=chosen, cadence=rhythm)
+        what = "changed preferences"
+        if rhythm is not None and rhythm != sub.cadence:
+            what += f" (cadence {sub.cadence} -> {rhythm})"
+        log_event(conn, "preferences", f"subscriber {sub.id} {what}", at=now)
         return store.get_by_id(conn, sub.id)
 
 
@@ -106,6 +114,7 @@ def resubscribe_by_token(
             sub,
             name=sub.name,
             categories=sub.categories,
+            cadence=sub.cadence,
             now=now,
             source="web",
             ip=ip,
@@ -131,6 +140,7 @@ def add(
     email: str,
     name: str | None = None,
     categories: Iterable[str] | None = None,
+    cadence: str = "weekly",
     confirmed: bool = False,
     force: bool = False,
     now: datetime,
@@ -140,6 +150,7 @@ def add(
     address = normalise_email(email)
     clean = clean_name(name)
     chosen = clean_categories(blogs, categories)
+    rhythm = clean_cadence(cadence)
     newsletter = blogs.newsletter
     with transaction(conn):
         reason = store.suppression_reason(conn, address)
@@ -166,11 +177,12 @@ def add(
                 source="cli",
                 now=now,
                 consent_text="added by the curator (digest subscribers add)",
+                cadence=rhythm,
             )
             if confirmed:
                 return Added(sub, None)
         elif confirmed:
-            store.update_preferences(conn, sub.id, name=clean, categories=chosen)
+            store.update_preferences(conn, sub.id, name=clean, categories=chosen, cadence=rhythm)
             store.set_status(conn, sub.id, "confirmed", now=now)
             fresh = store.get_by_id(conn, sub.id)
             assert fresh is not None
@@ -182,6 +194,7 @@ def add(
             sub,
             name=clean,
             categories=chosen,
+            cadence=rhythm,
             now=now,
             source="cli",
             ip=None,

@@ -17,6 +17,8 @@ from digest.store.db import Connection, log_event, transaction
 from digest.subscribers.values import (
     CONFIRM_TTL,
     Mail,
+    cadence_words,
+    clean_cadence,
     clean_categories,
     clean_name,
     consent_text,
@@ -51,11 +53,14 @@ def may_return(sub: Subscriber | None, suppression: str | None) -> bool:
     return suppression is None or suppression in RETURNABLE
 
 
-def _confirm_mail(settings: Settings, newsletter: Newsletter, to: str, token: str) -> Mail:
+def _confirm_mail(
+    settings: Settings, newsletter: Newsletter, to: str, token: str, cadence: str
+) -> Mail:
     link = f"{settings.base_url}/confirm/{token}"
     text = (
-        f"Hello,\n\nsomeone, hopefully you, asked to receive {newsletter.title} at this "
-        f"address.\n\nTo confirm, open this link and press the button:\n\n  {link}\n\n"
+        f"Hello,\n\nsomeone, hopefully you, asked to receive "
+        f"{cadence_words(newsletter, cadence)} at this address.\n\n"
+        f"To confirm, open this link and press the button:\n\n  {link}\n\n"
         f"The link works for {int(CONFIRM_TTL.total_seconds() // 3600)} hours. If you did not "
         "ask for this, ignore this mail: without your confirmation you will not hear from us "
         f"again.\n\n-- \n{newsletter.curator}, {newsletter.title}\n{settings.base_url}/\n"
@@ -66,8 +71,9 @@ def _confirm_mail(settings: Settings, newsletter: Newsletter, to: str, token: st
 def _notice_mail(settings: Settings, newsletter: Newsletter, sub: Subscriber) -> Mail:
     text = (
         f"Hello,\n\nsomeone, hopefully you, asked to subscribe this address to "
-        f"{newsletter.title}. It is subscribed already, so nothing changed.\n\n"
-        f"To choose your categories or change your name:\n\n"
+        f"{newsletter.title}. It is subscribed already, to "
+        f"{cadence_words(newsletter, sub.cadence)}, so nothing changed.\n\n"
+        f"To choose weekly or monthly, your categories, or change your name:\n\n"
         f"  {settings.base_url}/preferences/{sub.token}\n\n"
         f"To unsubscribe:\n\n  {settings.base_url}/unsubscribe/{sub.token}\n\n"
         f"-- \n{newsletter.curator}, {newsletter.title}\n{settings.base_url}/\n"
@@ -83,6 +89,7 @@ def start_confirmation(
     *,
     name: str | None,
     categories: frozenset[str] | None,
+    cadence: str,
     now: datetime,
     source: str,
     ip: str | None,
@@ -97,13 +104,14 @@ def start_confirmation(
         expires_at=now + CONFIRM_TTL,
         name=name,
         categories=categories,
+        cadence=cadence,
         source=source,
         ip=ip,
         user_agent=user_agent,
         consent_text=consent_text(newsletter),
     )
     store.record_signup_mail(conn, sub.email, "confirm", mailbox=mailbox(sub.email), now=now)
-    return _confirm_mail(settings, newsletter, sub.email, token)
+    return _confirm_mail(settings, newsletter, sub.email, token, cadence)
 
 
 def over_cap(conn: Connection, settings: Settings, email: str, now: datetime) -> bool:
@@ -137,6 +145,7 @@ def subscribe(
     email: str,
     name: str | None = None,
     categories: Iterable[str] | None = None,
+    cadence: str | None = None,
     now: datetime,
     ip: str | None = None,
     user_agent: str | None = None,
@@ -154,6 +163,7 @@ def subscribe(
     address = normalise_email(email)
     clean = clean_name(name)
     chosen = clean_categories(blogs, categories)
+    rhythm = clean_cadence(cadence)
     newsletter = blogs.newsletter
     with transaction(conn):
         sub = store.get_by_email(conn, address)
@@ -174,6 +184,7 @@ def subscribe(
                 ip=ip,
                 user_agent=user_agent,
                 consent_text=consent_text(newsletter),
+                cadence=rhythm,
             )
         elif sub.status == "confirmed":
             store.record_signup_mail(conn, address, "notice", mailbox=mailbox(address), now=now)
@@ -185,6 +196,7 @@ def subscribe(
             sub,
             name=clean,
             categories=chosen,
+            cadence=rhythm,
             now=now,
             source=source,
             ip=ip,
@@ -207,6 +219,7 @@ class ConfirmState:
 
     status: ConfirmStatus
     subscriber: Subscriber | None = None
+    cadence: str = "weekly"  # what the link asked for (valid), or what the subscriber has
 
 
 def _lookup_confirmation(
@@ -226,14 +239,16 @@ def _state(
     conn: Connection, conf: store.Confirmation, sub: Subscriber, now: datetime
 ) -> ConfirmState:
     if conf.used_at is not None:
-        return ConfirmState("already" if sub.status == "confirmed" else "used", sub)
+        return ConfirmState("already" if sub.status == "confirmed" else "used", sub, sub.cadence)
     if conf.revoked_at is not None:
-        return ConfirmState("already" if sub.status == "confirmed" else "revoked", sub)
+        status: ConfirmStatus = "already" if sub.status == "confirmed" else "revoked"
+        return ConfirmState(status, sub, sub.cadence)
     if not may_return(sub, store.suppression_reason(conn, sub.email)):
         return ConfirmState("revoked", sub)  # bounced or complained since the link was sent
+    asked = conf.cadence or sub.cadence
     if now >= conf.expires_at:
-        return ConfirmState("expired", sub)
-    return ConfirmState("valid", sub)
+        return ConfirmState("expired", sub, asked)
+    return ConfirmState("valid", sub, asked)
 
 
 def check_confirmation(conn: Connection, token: str, *, now: datetime) -> ConfirmState:
@@ -275,7 +290,8 @@ def confirm(
                 at=now,
             )
         fresh = store.get_by_id(conn, sub.id)
-        return ConfirmState("confirmed", fresh)
+        assert fresh is not None
+        return ConfirmState("confirmed", fresh, fresh.cadence)
 
 
 def resend_confirmation(
@@ -305,6 +321,7 @@ def resend_confirmation(
             sub,
             name=conf.name,
             categories=conf.categories,
+            cadence=conf.cadence or sub.cadence,
             now=now,
             source=conf.source,
             ip=ip,

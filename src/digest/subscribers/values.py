@@ -22,6 +22,9 @@ from digest.store.db import Connection
 CONFIRM_TTL = timedelta(hours=72)  # REFERENCE.md 5: confirmation tokens expire in 24-72 h
 MAILS_PER_DAY = 3  # signup mails per address per 24 h, whoever asks (list-bombing)
 NAME_MAX = 100
+# How often a reader hears from the newsletter: every weekly issue, or only the monthly edition
+# ("The month in TITLE", the month's best). The first is every reader's until they choose.
+CADENCES = ("weekly", "monthly")
 
 # Unicode line and paragraph separators and the bidi overrides: not control characters (Cc) but
 # just as able to break a header or disguise a name.
@@ -99,6 +102,25 @@ def clean_categories(blogs: BlogsFile, categories: Iterable[str] | None) -> froz
     return None if chosen == set(known) else chosen
 
 
+def clean_cadence(value: str | None) -> str:
+    """``weekly`` or ``monthly`` (any case, trimmed); nothing given is weekly."""
+    text = (value or "").strip().lower()
+    if not text:
+        return "weekly"
+    if text not in CADENCES:
+        raise SubscriberError(
+            f"unknown cadence {value!r}", hint=f"choose {' or '.join(CADENCES)}"
+        )
+    return text
+
+
+def cadence_words(newsletter: Newsletter, cadence: str) -> str:
+    """What a reader of that cadence receives, for pages and mails: "the weekly issue of X"."""
+    if cadence == "monthly":
+        return f"the monthly edition of {newsletter.title}, the month's best, once a month"
+    return f"{newsletter.title} every week"
+
+
 def parse_categories(text: str | None) -> list[str] | None:
     """``"ml, music"`` (commas, semicolons or spaces) -> ids; empty -> None (all)."""
     if text is None or not text.strip():
@@ -115,10 +137,12 @@ def hash_token(token: str) -> str:
 
 
 def consent_text(newsletter: Newsletter) -> str:
-    """What the subscribe form says; stored word for word with each consent record."""
+    """What the subscribe form says; stored word for word with each consent record (the
+    cadence chosen is stored beside it)."""
     return (
-        f"Send me {newsletter.title}, a weekly email by {newsletter.curator}, at this address. "
-        "I can unsubscribe at any time with one click from any issue."
+        f"Send me {newsletter.title}, an email by {newsletter.curator}, at this address: weekly, "
+        "or monthly with the best of each month, as I choose. I can unsubscribe at any time with "
+        "one click from any issue."
     )
 
 

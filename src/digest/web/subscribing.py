@@ -42,11 +42,13 @@ class Subscribing:
             return self.site.too_many()
         email, name = form_text(form, "email"), form_text(form, "name")
         chosen = [c for c in form.getlist("categories") if isinstance(c, str)]
+        cadence = form_text(form, "cadence")
         if not form_text(form, "website"):  # the honeypot: people never see it, bots fill it
             try:
                 address = subscribers.normalise_email(email)
                 subscribers.clean_name(name)
                 subscribers.clean_categories(self.site.blogs, chosen)
+                cadence = subscribers.clean_cadence(cadence)
             except SubscriberError as exc:
                 return await self.publication.home_page(
                     status=400,
@@ -68,6 +70,7 @@ class Subscribing:
                     email=address,
                     name=name,
                     categories=chosen,
+                    cadence=cadence,
                     now=now,
                     ip=ip,
                     user_agent=agent,
@@ -80,7 +83,10 @@ class Subscribing:
         remaining = self.site.limits.subscribe_floor - (time.monotonic() - started)
         if remaining > 0:
             await asyncio.sleep(remaining)
-        return self.site.render("subscribed.html")
+        # What the form asked for, never what the address has: the page answers alike for all
+        # (the honeypot's too: its cadence was not cleaned).
+        shown = cadence if cadence in subscribers.CADENCES else "weekly"
+        return self.site.render("subscribed.html", cadence=shown)
 
     # --- confirm ---------------------------------------------------------------------------
 
@@ -88,7 +94,12 @@ class Subscribing:
         if state.status == "valid":
             form_token = self.site.token_for(f"confirm:{token}")
             return self.site.render(
-                "confirm.html", 200, NO_STORE, token=token, form_token=form_token
+                "confirm.html",
+                200,
+                NO_STORE,
+                token=token,
+                form_token=form_token,
+                cadence=state.cadence,
             )
         if state.status == "confirmed":
             assert state.subscriber is not None
@@ -164,7 +175,7 @@ class Subscribing:
         )
         if mail is not None:
             self.site.mailer.submit(mail)
-        return self.site.render("subscribed.html", 200, NO_STORE)
+        return self.site.render("subscribed.html", 200, NO_STORE, cadence=None)
 
     # --- unsubscribe and preferences -------------------------------------------------------
 
@@ -250,13 +261,20 @@ class Subscribing:
                 return self.preferences_view(again.subscriber)
             if again.mail is not None:
                 self.site.mailer.submit(again.mail)
-            return self.site.render("subscribed.html", 200, NO_STORE)
+            return self.site.render("subscribed.html", 200, NO_STORE, cadence=None)
         name = form_text(form, "name")
         chosen = [c for c in form.getlist("categories") if isinstance(c, str)]
+        cadence = form_text(form, "cadence") or None  # a form without the choice keeps it
         try:
             sub = await self.site.db.run(
                 lambda c: subscribers.update_preferences(
-                    c, self.site.blogs, token, name=name, categories=chosen, now=now
+                    c,
+                    self.site.blogs,
+                    token,
+                    name=name,
+                    categories=chosen,
+                    cadence=cadence,
+                    now=now,
                 )
             )
         except SubscriberError as exc:
