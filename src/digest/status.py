@@ -12,6 +12,7 @@ from digest.schedule import next_slot
 from digest.store import deliveries, runs
 from digest.store import feedback as feedback_store
 from digest.store import feeds as feeds_store
+from digest.store import inbound as inbound_store
 from digest.store import issues as issues_store
 from digest.store import subscribers as subscribers_store
 from digest.store.db import Connection
@@ -78,10 +79,18 @@ def status(
         out["draft"] = draft
     states = feeds_store.feed_states(conn)
     names = {b.id: b.name for b in blogs.blogs()}
-    health: dict[str, Any] = {"total": len(names), "ok": 0, "error": 0, "gone": 0, "new": 0}
+    health: dict[str, Any] = {
+        "total": len(names),
+        "ok": 0,
+        "error": 0,
+        "gone": 0,
+        "new": 0,
+        "email": 0,
+    }
+    by_email = {b.id for b in blogs.blogs() if b.email is not None}  # no feed: digest/inbound
     for blog_id in names:
         state = states.get(blog_id)
-        health[state.status if state else "new"] += 1
+        health["email" if blog_id in by_email else state.status if state else "new"] += 1
     health["failing"] = [
         {
             "blog": names.get(s.blog, s.blog),
@@ -90,8 +99,10 @@ def status(
             "error": s.error,
         }  # fmt: skip
         for s in states.values()
-        if s.status in ("error", "gone") and s.blog in names
+        if s.status in ("error", "gone") and s.blog in names and s.blog not in by_email
     ]
+    # Mail for those blogs, the last 30 days: posts, quarantined, opt-in confirmations.
+    health["mail"] = inbound_store.counts_since(conn, now - timedelta(days=30))
     out["feeds"] = health
     run = runs.last_run(conn)
     if run is not None:

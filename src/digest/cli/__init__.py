@@ -119,6 +119,7 @@ from digest.cli import bounces as _bounces  # noqa: E402,F401  (registers `diges
 from digest.cli import db as _db  # noqa: E402,F401  (registers `digest db copy`)
 from digest.cli import drafts as _drafts  # noqa: E402,F401  (`digest draft`, `digest preview`)
 from digest.cli import feeds as _feeds  # noqa: E402,F401  (registers `digest feeds`)
+from digest.cli import inbound as _inbound  # noqa: E402,F401  (registers `digest inbound`)
 from digest.cli import send as _send  # noqa: E402,F401  (registers `digest send`)
 from digest.cli import serve as _serve  # noqa: E402,F401  (registers `digest serve`)
 from digest.cli import subscribers as _subscribers  # noqa: E402,F401  (`digest subscribers`)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
@@ -16,8 +16,16 @@ from digest.feeds.gather import FeedResult, GatherReport, gather_sync
 from digest.feeds.opml import export_opml, import_opml, read_opml
 from digest.store.db import utcnow
 from digest.store.feeds import feed_states
+from digest.store.inbound import InboundMail, problems_since
 
-_STYLE = {"ok": "green", "not_modified": "green", "skipped": "dim", "error": "red", "gone": "red"}
+_STYLE = {
+    "ok": "green",
+    "not_modified": "green",
+    "skipped": "dim",
+    "error": "red",
+    "gone": "red",
+    "email": "cyan",
+}
 
 
 def _when(moment: datetime | None) -> str:
@@ -48,10 +56,16 @@ def check(app: App, as_json: bool, blog_ids: tuple[str, ...]) -> None:
     report = gather_sync(
         app.settings, blogs, app.db, now=utcnow(), force=True, only=set(blog_ids) or None
     )
+    # Mail for the blogs that publish by email, from DIGEST_INBOX or `digest inbound`.
+    since = utcnow() - timedelta(days=app.blogs.newsletter.lookback_days)
+    mail = problems_since(app.db, since)
     if as_json:
-        click.echo(json.dumps(_report_json(report), indent=2, ensure_ascii=False))
+        out = _report_json(report) | {"mail": [_mail_json(m) for m in mail]}
+        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
         return
     _print_report(app, report)
+    for note in mail:
+        _print_mail(app, note)
 
 
 def _report_json(report: GatherReport) -> dict[str, object]:
@@ -84,7 +98,7 @@ def _print_report(app: App, report: GatherReport) -> None:
             str(r.new_posts),
             _when(r.newest),
             str(r.failures),
-            _when(r.next_poll) if r.status != "gone" else "never",
+            "-" if r.status == "email" else _when(r.next_poll) if r.status != "gone" else "never",
         )
     app.console.print(table)
     for r in report.results:
@@ -92,6 +106,32 @@ def _print_report(app: App, report: GatherReport) -> None:
     for d in report.duplicates:
         app.console.print(f"duplicate: {d.post_id} ({d.url}) was already seen as {d.duplicate_of}")
     app.console.print(f"{report.new_posts} new post(s), {len(report.failed)} feed(s) failing")
+
+
+def _mail_json(mail: InboundMail) -> dict[str, object]:
+    return {
+        "blog": mail.blog,
+        "status": mail.status,
+        "sender": mail.sender,
+        "subject": mail.subject,
+        "received": mail.received_at.isoformat().replace("+00:00", "Z"),
+        "reason": mail.reason,
+        "confirm_url": mail.confirm_url,
+    }
+
+
+def _print_mail(app: App, mail: InboundMail) -> None:
+    who = mail.blog or "DIGEST_INBOX"
+    what = f"{mail.subject!r} from {mail.sender or 'no sender'}"
+    if mail.status == "confirmation":
+        unverified = f" (unverified: {mail.reason})" if mail.reason else ""
+        app.console.print(
+            f"[cyan]{who}[/]: {what} asks to confirm the subscription{unverified}: "
+            f"{mail.confirm_url}",
+            soft_wrap=True,  # the link whole, so a terminal can open it
+        )
+    else:
+        app.console.print(f"[yellow]{who}[/]: quarantined {what}: {mail.reason}")
 
 
 def _print_problem(app: App, r: FeedResult) -> None:
@@ -114,13 +154,15 @@ def list_(app: App) -> None:
     for name in ("blog", "category", "feed", "status", "failures", "last success"):
         table.add_column(name, overflow="fold")  # ids and URLs whole, even at 80 columns
     for blog in app.blogs.blogs():
-        state = states.get(blog.id)
+        state = None if blog.email else states.get(blog.id)
         url = (state.url if state else None) or blog.feed or f"(discover on {blog.homepage})"
+        if blog.email:
+            url = "email from " + ", ".join(blog.email.from_)
         table.add_row(
             blog.id,
             blog.category,
             url,
-            state.status if state else "new",
+            "email" if blog.email else state.status if state else "new",
             str(state.failures) if state else "0",
             _when(state.last_success if state else None),
         )

@@ -3,6 +3,10 @@
 One bad feed never spoils the week: each feed's failure is caught, recorded with a reason and
 backed off; only a broken database stops the run. Network and parsing live in http.py and
 parse.py; this module decides when to poll, and what a response means for the stored state.
+
+A blog that publishes by email (``email:`` in blogs.yaml) has no feed: it is never fetched nor
+discovered from its homepage. Gathering reads DIGEST_INBOX for it instead (digest/inbound), and
+reports it as status ``email``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from digest.feeds.http import Response, cache_seconds, fetch, new_client
 from digest.feeds.parse import ParsedFeed
 from digest.feeds.pool import FeedParser
 from digest.feeds.record import Duplicate, Recorded, record_entries
+from digest.inbound.maildir import InboxReport, read_inbox
+from digest.inbound.verify import DnsFunc
 from digest.store import feeds as feed_store
 from digest.store.db import Connection, DbError, log_event, transaction
 from digest.store.posts import newest_date
@@ -46,7 +52,7 @@ _RNG = random.Random()
 class FeedResult:
     blog: str
     url: str | None
-    status: str  # ok | not_modified | error | gone | skipped
+    status: str  # ok | not_modified | error | gone | skipped | email (no feed: DIGEST_INBOX)
     http_status: int | None
     new_posts: int
     newest: datetime | None
@@ -67,6 +73,7 @@ class FeedResult:
 class GatherReport:
     results: list[FeedResult]  # in blogs.yaml order
     duplicates: list[Duplicate] = field(default_factory=list)
+    inbox: InboxReport = field(default_factory=InboxReport)
 
     @property
     def new_posts(self) -> int:
@@ -85,8 +92,12 @@ class GatherReport:
         """One line for the curator. A skipped feed is not "fetched": saying so would hide why a
         post just published is missing, and a feed backing off after failures is still failing.
         """
-        total, skipped = len(self.results), self.skipped
+        total = sum(1 for r in self.results if r.status != "email")
+        skipped = self.skipped
         line = f"fetched {total - len(skipped)} of {total} feeds: {self.new_posts} new post(s)"
+        letters = len(self.inbox.received)
+        if letters:
+            line += f"; {letters} mail(s) read from DIGEST_INBOX"
         if self.failed:
             line += f", {len(self.failed)} failing"
         if skipped:
@@ -150,13 +161,19 @@ async def gather(
     only: Collection[str] | None = None,
     client: httpx.AsyncClient | None = None,
     parser: FeedParser | None = None,
+    dnsfunc: DnsFunc | None = None,
 ) -> GatherReport:
-    """Fetch the feeds that are due (``force``: all, gone ones too) and record new posts.
+    """Fetch the feeds that are due (``force``: all, gone ones too) and record new posts; read
+    DIGEST_INBOX for the blogs that publish by email.
 
     ``parser`` decides where bodies are parsed (see pool.py); by default a process pool takes
-    over once the run has many bodies.
+    over once the run has many bodies. ``dnsfunc``: DKIM's key lookup (tests).
     """
-    selected = [b for b in blogs.blogs() if only is None or b.id in only]
+    chosen = [b for b in blogs.blogs() if only is None or b.id in only]
+    selected = [b for b in chosen if b.email is None]
+    by_email = [b for b in chosen if b.email is not None]
+    # Before the feeds, on this thread: the connection is not shared with the fetches' writes.
+    inbox = read_inbox(settings, blogs, conn, now=now, dnsfunc=dnsfunc) if by_email else None
     own_client = client is None
     http = client or new_client(settings)
     own_parser = parser is None
@@ -180,12 +197,17 @@ async def gather(
             feed_parser.close()
         if own_client:
             await http.aclose()
-    results: list[FeedResult] = []
+    found: dict[str, FeedResult] = {}
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome  # only StoreError gets here: the database is unusable
-        results.append(outcome)
-    return GatherReport(results=results, duplicates=run.duplicates)
+        found[outcome.blog] = outcome
+    inbox = inbox or InboxReport()
+    for blog in by_email:
+        found[blog.id] = _by_email(conn, blog, inbox)
+    return GatherReport(
+        results=[found[b.id] for b in chosen], duplicates=run.duplicates, inbox=inbox
+    )
 
 
 def gather_sync(
@@ -332,6 +354,23 @@ def _succeeded(
         failures=0,
         next_poll=next_poll,
         warning=parsed.warning if parsed else state.warning,
+    )
+
+
+def _by_email(conn: Connection, blog: Blog, inbox: InboxReport) -> FeedResult:
+    mine = [r for r in inbox.received if r.blog == blog.id and not r.repeated]
+    held = sum(1 for r in mine if r.status != "post")
+    return FeedResult(
+        blog=blog.id,
+        url=None,
+        status="email",
+        http_status=None,
+        new_posts=inbox.new_posts(blog.id),
+        newest=newest_date(conn, blog.id),
+        failures=0,
+        next_poll=None,
+        error=inbox.error,
+        warning=f"{held} mail(s) quarantined or awaiting confirmation" if held else None,
     )
 
 

@@ -64,7 +64,9 @@ def export_opml(
         group = ET.SubElement(body, "outline", text=category.title, title=category.title)
         for blog in category.blogs:
             state = states.get(blog.id)
-            url = (state.url if state else None) or blog.feed
+            # A blog that publishes by email has no feed to give a reader: its homepage only
+            # (and never a feed it had before it moved to email: that state is stale).
+            url = None if blog.email else (state.url if state else None) or blog.feed
             attrs = {"text": blog.name, "title": blog.name, "htmlUrl": blog.homepage}
             if url:
                 attrs = {"type": "rss", **attrs, "xmlUrl": url}

@@ -29,6 +29,7 @@ from digest.issue import rhythm, select
 from digest.issue.validate import DraftFile, parse_ts_value, validate
 from digest.models import Issue, IssuePost
 from digest.store import feeds as store_feeds
+from digest.store import inbound as store_inbound
 from digest.store import issues as store_issues
 from digest.store import posts as store_posts
 from digest.store import runs as store_runs
@@ -321,6 +322,7 @@ def refresh_draft(
         duplicates=store_posts.duplicates_between(conn, window.since, window.until),
         now=now,
         dormant_days=blogs.newsletter.dormant_days,
+        mail=store_inbound.problems_since(conn, window.since),  # blogs that publish by email
     )
 
     if existing is None:

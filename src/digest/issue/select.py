@@ -207,7 +207,14 @@ class MailLike(Protocol):
 
 
 HealthKind = Literal[
-    "failing", "gone", "dormant", "duplicate", "unfetched", "image", "page", "quarantined",
+    "failing",
+    "gone",
+    "dormant",
+    "duplicate",
+    "unfetched",
+    "image",
+    "page",
+    "quarantined",
     "confirmation",
 ]
 
@@ -299,7 +306,8 @@ def _mail_note(blogs: BlogsFile, mail: MailLike) -> HealthNote:
     if mail.status == "confirmation":
         unverified = f" (unverified: {mail.reason})" if mail.reason else ""
         return HealthNote(
-            mail.blog or "", "confirmation",
+            mail.blog or "",
+            "confirmation",
             f"{who}: the newsletter asks to confirm the subscription{unverified}: "
             f"{mail.confirm_url}",
         )

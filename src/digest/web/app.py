@@ -18,6 +18,7 @@ from digest import subscribers
 from digest.config import BlogsFile, Settings
 from digest.store.db import get_meta, set_meta, transaction, utcnow
 from digest.web.database import Database
+from digest.web.letters import Letters
 from digest.web.mailer import Mailer
 from digest.web.pages import Limits, Site
 from digest.web.publication import Publication
@@ -122,6 +123,7 @@ def create_app(
         Route("/archive", public.archive, methods=["GET"]),
         Route("/archive/{number:int}", public.archived_issue, methods=["GET"]),
         Route("/images/{name}", public.image, methods=["GET"]),
+        Route("/letters/{id}", Letters(site).letter, methods=["GET"]),
         Route("/feed.xml", public.feed, methods=["GET"]),
         Route("/feed/{category}.xml", public.category_feed, methods=["GET"]),
         Route("/blogroll.opml", public.blogroll, methods=["GET"]),
