@@ -4,17 +4,23 @@ address checked, against the real local HTTP server (and a real TLS one for the 
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from digest.config import Settings
+from digest.models import Post
 from digest.net import FetchError, TargetRefused, get, new_client, refusal, resolve
+from digest.store.db import Connection
 from plugins.feedserver import FeedServer
+
+NOW = datetime(2026, 7, 6, 8, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -156,3 +162,46 @@ def test_https_pinned_to_the_ip_verifies_the_certificate_by_name(
     # The same server asked for by its IP: the certificate does not name it, so it fails.
     with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED|certificate"):
         asyncio.run(go(url.replace("localhost", "127.0.0.1")))
+
+
+# --- every path digest takes to a third-party URL: refused without the setting, allowed with it
+
+# (server, settings, database, a name) -> serve a fresh resource there, fetch it as digest does,
+# and return why it failed, or None
+Fetch = Callable[[FeedServer, Settings, Connection, str], str | None]
+
+
+def _image(server: FeedServer, settings: Settings, conn: Connection, name: str) -> str | None:
+    """A post's thumbnail (digest/images.py)."""
+    from PIL import Image
+
+    from digest.images import cache_thumbnails
+
+    out = io.BytesIO()
+    Image.new("RGB", (400, 300), (200, 120, 40)).save(out, "JPEG")
+    url = server.serve(f"/{name}.jpg", out.getvalue(), content_type="image/jpeg")
+    post = Post("b-1", "b", "A post", "https://b.example/1", None, None, NOW, "", image=url)
+    skipped = cache_thumbnails(settings, conn, [post], now=NOW)
+    return skipped[0].reason if skipped else None
+
+
+def _page(server: FeedServer, settings: Settings, conn: Connection, name: str) -> str | None:
+    """A post's own page (excerpt: page, digest/feeds/page.py)."""
+    from digest.feeds.page import fetch_ledes
+
+    html = "<html><body><article><p>The lede of a post, on its own page.</p></article></body>"
+    url = server.serve(f"/{name}.html", html, content_type="text/html")
+    result = fetch_ledes(settings, [url])[url]
+    return result.reason if isinstance(result, TargetRefused) else result[1]
+
+
+@pytest.mark.parametrize("fetch", [_image, _page], ids=["image", "post-page"])
+def test_each_third_party_path_is_guarded(
+    feed_server: FeedServer, conn: Connection, fetch: Fetch
+) -> None:
+    reason = fetch(feed_server, Settings(), conn, "refused")
+    assert reason is not None and "loopback address 127.0.0.1" in reason
+    assert "DIGEST_ALLOW_PRIVATE_TARGETS=1" in reason
+    assert feed_server.log == []  # refused before connecting
+    assert fetch(feed_server, Settings(allow_private_targets=True), conn, "allowed") is None
+    assert len(feed_server.log) == 1

@@ -160,8 +160,9 @@ async def _fetch_all(settings: Settings, urls: list[str]) -> dict[str, Result | 
     return out
 
 
-def _run_fetch(settings: Settings, urls: list[str]) -> dict[str, Result | TargetRefused]:
-    """_fetch_all from sync code, in a thread of its own when this one already runs a loop."""
+def fetch_ledes(settings: Settings, urls: list[str]) -> dict[str, Result | TargetRefused]:
+    """The lede (or why none) of each page, fetched now; a refusal by the guard as itself.
+    From sync code: in a thread of its own when this one already runs an event loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -186,7 +187,7 @@ def cache_ledes(
     refused: dict[str, str] = {}
     due = [url for url in urls if url not in stored]
     if due:
-        results = _run_fetch(settings, due)
+        results = fetch_ledes(settings, due)
         refused = {u: r.reason for u, r in results.items() if isinstance(r, TargetRefused)}
         store.save_page_excerpts(
             conn, {u: r for u, r in results.items() if not isinstance(r, TargetRefused)}, now=now
@@ -225,4 +226,13 @@ def with_ledes(conn: Connection, blogs: BlogsFile, posts: Mapping[str, Post]) ->
     return out
 
 
-__all__ = ["PageError", "cache_ledes", "cut_lede", "decode", "lede", "paragraphs", "with_ledes"]
+__all__ = [
+    "PageError",
+    "cache_ledes",
+    "cut_lede",
+    "decode",
+    "fetch_ledes",
+    "lede",
+    "paragraphs",
+    "with_ledes",
+]
