@@ -108,6 +108,11 @@ def run_once(
         with transaction(conn):
             runs.finish_run(conn, run_id, result.outcome, now=now, issue=result.issue)
         _report_trouble(settings, blogs, conn, result)
+        # Once the run's outcome is recorded, the issues sent by now tell their featured posts
+        # (and earlier 429s and 5xx are retried). It never raises: a receiver cannot fail a run.
+        from digest.webmention import after_send
+
+        after_send(settings, blogs, conn, now=now)
         return result
 
 

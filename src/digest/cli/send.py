@@ -150,3 +150,9 @@ def send(app: App, yes: bool, dry_run: bool, force: bool, join: bool) -> None:
             join=join,
         )
     show_summary(app, summary)
+    if summary.finished and not summary.dry_run:
+        from digest.webmention import after_send  # never raises: the send's outcome stands
+
+        line = after_send(app.settings, app.blogs, app.db, now=utcnow())
+        if line is not None:
+            app.console.print(line, markup=False)
