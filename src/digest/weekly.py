@@ -229,6 +229,7 @@ def review(
 ) -> DraftSummary:
     """Draft ahead of `slot` and mail the curator the issue as subscribers will get it, with the
     feed-health notes they alone see."""
+    from digest.clickstats import review_lines
     from digest.render import render_issue
     from digest.send.message import MessageTemplate, date_header, message_id, wire_address
     from digest.send.transport import deliver_one
@@ -266,7 +267,8 @@ def review(
             + f"\nDraft: {summary.path} ({len(issue.posts)} posts). Edit it, then "
             "`digest preview` to check.\n\n"
             f"Feed health (for you only, never in the issue):\n{health}\n\n"
-            "The attached message is the issue exactly as subscribers will get it.\n"
+            + (review_lines(conn) if newsletter.click_counts else "")
+            + "The attached message is the issue exactly as subscribers will get it.\n"
         )
         to = wire_address(curator)  # never RFC 2047 encoded: see send/transactional.py
         mail = EmailMessage(policy=SMTP if to.isascii() else SMTP.clone(utf8=True))

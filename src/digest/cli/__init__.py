@@ -122,6 +122,7 @@ from digest.cli import feeds as _feeds  # noqa: E402,F401  (registers `digest fe
 from digest.cli import inbound as _inbound  # noqa: E402,F401  (registers `digest inbound`)
 from digest.cli import send as _send  # noqa: E402,F401  (registers `digest send`)
 from digest.cli import serve as _serve  # noqa: E402,F401  (registers `digest serve`)
+from digest.cli import stats as _stats  # noqa: E402,F401  (registers `digest stats`)
 from digest.cli import subscribers as _subscribers  # noqa: E402,F401  (`digest subscribers`)
 from digest.cli import webmentions as _webmentions  # noqa: E402,F401  (`digest webmentions`)
 from digest.cli import weekly as _weekly  # noqa: E402,F401  (`digest run`, `hold`, `release`, `status`)

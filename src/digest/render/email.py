@@ -12,6 +12,7 @@ from __future__ import annotations
 import binascii
 import logging
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from digest import resources
 from digest.config import BlogsFile
 from digest.models import Issue
 from digest.render import markdown, text
+from digest.render.links import rewrite_html, rewrite_text
 from digest.render.rendered import (
     GREETING,
     PREFERENCES_URL,
@@ -92,13 +94,15 @@ def inline_css(html: str) -> str:
     return out
 
 
-def _html(view: IssueView, templates: Path | None) -> str:
-    return environment(templates).get_template("issue.html.j2").render(view=view)
+def _html(view: IssueView, templates: Path | None, links: Mapping[str, str]) -> str:
+    body = environment(templates).get_template("issue.html.j2").render(view=view)
+    return rewrite_html(body, links)
 
 
-def _text(view: IssueView, templates: Path | None) -> str:
+def _text(view: IssueView, templates: Path | None, links: Mapping[str, str]) -> str:
     env = environment(templates)
     body = env.get_template("issue.txt.j2").render(view=view, links=text.Links())
+    body = rewrite_text(body, links)
     # "-- " keeps its space: it is the signature separator mail clients recognise (RFC 3676).
     lines = [line if line == "-- " else line.rstrip() for line in body.splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
@@ -115,9 +119,13 @@ def render_issue(
     categories: frozenset[str] | None = None,
     budget: int | None = HTML_BUDGET,
     templates: Path | None = None,
+    links: Mapping[str, str] | None = None,
 ) -> Rendered:
     """Render one variant of ``issue``. ``budget=None`` keeps everything (the web archive).
-    ``templates``: the curator's override folder (``Settings.templates``), None: built-in."""
+    ``templates``: the curator's override folder (``Settings.templates``), None: built-in.
+    ``links``: {URL: short link} of the edition (newsletter.click_counts, render/links.py);
+    None or empty: every link goes straight to its target."""
+    links = links or {}
     ratio: float | None = None  # inlined size / template size, learned from the first run
     shapes = SHAPES if budget is not None else SHAPES[:1]
     html = ""
@@ -133,7 +141,7 @@ def render_issue(
             shape=shape,
             in_full=blogs.newsletter.max_posts_per_blog,
         )
-        raw = _html(view, templates)
+        raw = _html(view, templates, links)
         last = position == len(shapes) - 1
         if budget is not None and ratio is not None and not last:
             # Skip premailer for shapes that clearly cannot fit: a 300-post week tries few.
@@ -151,7 +159,7 @@ def render_issue(
     return Rendered(
         subject=issue.subject,
         html=html,
-        text=_text(view, templates),
+        text=_text(view, templates, links),
         categories=categories,
         posts=view.posts,
         shown=view.shown,

@@ -90,6 +90,18 @@ def _unwrap_bad_links(children: list[Token]) -> list[Token]:
     return out
 
 
+def link_targets(source: str) -> list[str]:
+    """The links the mail shows for ``source``, in order (their ``href`` as rendered)."""
+    if not source.strip():
+        return []
+    return [
+        str(child.attrGet("href") or "")
+        for token in _tokens(source)
+        for child in token.children or []
+        if child.type == "link_open"
+    ]
+
+
 def to_html(source: str) -> str:
     """Safe HTML for the email: escaped raw HTML, vetted links."""
     if not source.strip():

@@ -30,11 +30,13 @@ from digest.errors import DeliveryError, DraftError
 from digest.issue.draft import consume_draft, current_draft, load_issue
 from digest.models import Issue
 from digest.render import render_issue
+from digest.render.links import edition_links
 from digest.send.lock import send_lock
 from digest.send.loop import Progress, SendLoop
 from digest.send.stop import STOP, Stopped
 from digest.send.summary import SendSummary
 from digest.send.transport import Transport, run_sync
+from digest.store import clicks
 from digest.store import deliveries as ledger
 from digest.store import dialect
 from digest.store import issues as issues_store
@@ -75,6 +77,8 @@ def _start_issue(
     domain = blogs.newsletter.from_address.rpartition("@")[2]
     with transaction(conn):
         issues_store.freeze_issue(conn, issue, html=html, text=text, status="sending", now=now)
+        if blogs.newsletter.click_counts:  # the edition's short links, the same for everyone
+            clicks.save_links(conn, issue.number, edition_links(issue, blogs, base_url=base))
         audience = ledger.snapshot_audience(conn, issue.number, domain=domain, now=now)
         log_event(conn, "issue_frozen", f"issue {issue.number}: {audience} recipients", at=now)
     return issue, audience

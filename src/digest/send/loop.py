@@ -36,13 +36,14 @@ from digest.errors import DeliveryError, StoreError
 from digest.feedback.verp import envelope_sender
 from digest.models import Issue
 from digest.render import Rendered, render_issue
+from digest.render.links import short_links
 from digest.send import settle
 from digest.send.bounces import Bounce
 from digest.send.message import MessageTemplate, wire_address
 from digest.send.stop import StopRequest
 from digest.send.transport import Reply, Transport
 from digest.store import deliveries as ledger
-from digest.store import dialect
+from digest.store import clicks, dialect
 from digest.store import issues as issues_store
 from digest.store.db import Connection, transaction, ts
 
@@ -235,6 +236,11 @@ class SendLoop:
                     base_url=self.settings.base_url,
                     categories=cats,
                     templates=self.settings.templates,
+                    # the map frozen with the edition: the same links in every copy, resumed
+                    # sends included (none when it was frozen with click counts off)
+                    links=short_links(
+                        self.settings.base_url, job.issue, clicks.links(self.conn, job.issue)
+                    ),
                 )
             self.templates[key] = (
                 None

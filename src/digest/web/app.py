@@ -22,6 +22,7 @@ from digest.web.letters import Letters
 from digest.web.mailer import Mailer
 from digest.web.pages import Limits, Site
 from digest.web.publication import Publication
+from digest.web.redirect import Redirects
 from digest.web.security import FormTokens, SecurityHeaders, origin_of
 from digest.web.subscribing import Subscribing
 from digest.web.webhooks import Webhooks
@@ -101,12 +102,15 @@ def create_app(
     public = Publication(site)
     reader = Subscribing(site, public)
     webhooks = Webhooks(site)  # bounces and complaints from mail providers
+    redirects = Redirects(site)  # an issue's short links (newsletter.click_counts)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redirects.start()
         try:
             yield
         finally:
+            await redirects.close()  # the clicks counted in memory
             mailer.close()  # let queued confirmation mails leave before the process ends
             db.close()
 
@@ -131,6 +135,7 @@ def create_app(
         Route("/sitemap.xml", public.sitemap, methods=["GET"]),
         Route("/robots.txt", public.robots, methods=["GET"]),
         Route("/healthz", site.healthz, methods=["GET"]),
+        Route("/r/{issue:int}/{n:int}", redirects.follow, methods=["GET"]),
         Route("/style.css", site.stylesheet, methods=["GET"]),
         Route("/accent.css", site.accent_stylesheet, methods=["GET"]),
         *webhooks.routes(),

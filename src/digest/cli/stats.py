@@ -1,0 +1,72 @@
+"""`digest stats`: what the click counts say (newsletter.click_counts), per post and per blog."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from digest.cli import App, main, pass_app
+from digest.clickstats import LAST, IssueClicks, issue_clicks
+
+OFF = (
+    "Click counts are off: links in the mail lead straight to the posts, and nothing is "
+    "counted. To count clicks (per link, never per reader), set `click_counts: true` under "
+    "`newsletter:` in blogs.yaml; issues sent after that are counted."
+)
+
+
+@main.command()
+@click.argument("issue", type=int, required=False)
+@click.option(
+    "--last",
+    "last",
+    type=click.IntRange(1, 520),
+    default=LAST,
+    show_default=True,
+    help="Issues in each blog's share of clicks.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@pass_app
+def stats(app: App, issue: int | None, last: int, as_json: bool) -> None:
+    """Clicks per post and per blog for ISSUE (default: the last sent), and each blog's share
+    of the clicks over the last issues."""  # fmt: skip
+    counting = app.blogs.newsletter.click_counts
+    found = issue_clicks(app.db, app.blogs, issue, last=last) if counting or issue else None
+    if as_json:
+        if found is None:
+            click.echo(json.dumps({"click_counts": counting, "issue": None}, indent=2))
+        else:
+            click.echo(json.dumps({"click_counts": counting, **found.as_json()}, indent=2))
+        return
+    if found is None:
+        app.console.print(OFF if not counting else "No issue has been sent with click counts yet.")
+        return
+    if not counting:
+        app.console.print(OFF)
+    _show(app, found)
+
+
+def _show(app: App, found: IssueClicks) -> None:
+    out = app.console.print
+    out(f"Issue {found.issue} {found.subject!r}: {found.clicks} clicks")
+    posts = Table("clicks", "post", "blog", title="Per post", title_justify="left")
+    for post in found.posts:
+        posts.add_row(str(post.clicks), post.title, post.blog)
+    out(posts)
+    blogs = Table("clicks", "blog", title="Per blog", title_justify="left")
+    for blog in found.blogs:
+        blogs.add_row(str(blog.clicks), blog.name)
+    out(blogs)
+    span = len(found.shares_over)
+    shares = Table(
+        "share",
+        "clicks",
+        "blog",
+        title=f"Share of clicks, last {span} {'issue' if span == 1 else 'issues'}",
+        title_justify="left",
+    )
+    for blog in found.shares:
+        shares.add_row(f"{blog.share:.0%}", str(blog.clicks), blog.name)
+    out(shares)
