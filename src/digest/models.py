@@ -111,7 +111,7 @@ class Issue(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    number: int
+    number: int  # weekly: 1, 2, 3 ...; the monthly edition: YYYYMM (202611)
     subject: str
     intro: str = ""  # the curator's Markdown
     since: datetime
@@ -123,6 +123,18 @@ class Issue(BaseModel):
     # featured blogs get their tagline. None: an issue frozen before this was recorded, which
     # shows each blog's commentary once.
     commentary: dict[str, str] | None = None
+    # 'YYYY-MM': the monthly edition of that month ("The month in TITLE", issue/monthly.py);
+    # None: a weekly issue.
+    month: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "weekly" if self.month is None else "monthly"
+
+    @property
+    def key(self) -> str:
+        """Its name in the web archive: /archive/12, /archive/2026-11."""
+        return str(self.number) if self.month is None else self.month
 
     def categories(self) -> list[str]:
         seen: list[str] = []

@@ -105,16 +105,15 @@ def previous_cutoff(conn: Connection) -> tuple[datetime | None, int]:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _read(path: Path) -> Any:
+def read_document(
+    path: Path, *, missing: str = "no draft of the next issue", command: str = "digest draft"
+) -> Any:
+    """The draft's ruamel round-trip document (the weekly and the monthly draft alike)."""
     try:
         text = read_capped(path, hint=TOO_BIG_HINT)
         return load_yaml(_yaml(), text)
     except FileNotFoundError:
-        raise DraftError(
-            "no draft of the next issue",
-            path=str(path),
-            hint="run `digest draft` to create it",
-        ) from None
+        raise DraftError(missing, path=str(path), hint=f"run `{command}` to create it") from None
     except OverBound as exc:
         raise DraftError(exc.message, path=str(path), line=exc.line, hint=exc.hint) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -134,7 +133,7 @@ def _read(path: Path) -> Any:
 
 
 def _load(path: Path, blogs: BlogsFile, conn: Connection) -> DraftFile:
-    doc = _read(path)
+    doc = read_document(path)
     ids: list[str] = []
     if isinstance(doc, Mapping):
         nodes = doc.get("posts")
@@ -169,7 +168,7 @@ def load_issue(settings: Settings, blogs: BlogsFile, conn: Connection) -> Issue:
         archive_pick=draft.archive_pick,
         skipped_weeks=skipped,
     )
-    frozen = [archived.content for archived in store_issues.list_issues(conn)]
+    frozen = [archived.content for archived in store_issues.list_issues(conn, kind="weekly")]
     issue.commentary = rhythm.commentary_for(issue, blogs, frozen)
     if blogs.newsletter.images == "cached":
         from digest.images import attach_thumbnails  # stored at draft time: no network here
@@ -181,7 +180,11 @@ def load_issue(settings: Settings, blogs: BlogsFile, conn: Connection) -> Issue:
 def consume_draft(settings: Settings, number: int) -> None:
     """Move ``drafts/<n>.yaml`` to ``drafts/sent/`` once the issue is frozen: the curator's
     notes stay on disk, and the next `digest draft` starts afresh."""
-    path = draft_path(settings, number)
+    consume_file(settings, draft_path(settings, number))
+
+
+def consume_file(settings: Settings, path: Path) -> None:
+    """Move a draft that became an edition (weekly or monthly) to ``drafts/sent/``."""
     if not path.is_file():
         return
     target = settings.drafts / "sent" / path.name
@@ -195,7 +198,7 @@ def consume_draft(settings: Settings, number: int) -> None:
 # --- writing ---------------------------------------------------------------------------------
 
 
-def _entry(post: IssuePost) -> CommentedMap:
+def draft_entry(post: IssuePost) -> CommentedMap:
     entry = CommentedMap()
     entry["id"] = post.id
     entry["title"] = post.title
@@ -225,8 +228,8 @@ def _new_document(
     doc["until"] = ts(window.until)
     doc["subject"] = f"{blogs.newsletter.title} #{number}"
     doc["intro"] = ""
-    doc["posts"] = CommentedSeq(_entry(p) for p in posts)
-    doc["archive_pick"] = _entry(pick) if pick is not None else None
+    doc["posts"] = CommentedSeq(draft_entry(p) for p in posts)
+    doc["archive_pick"] = draft_entry(pick) if pick is not None else None
     doc["feed_health"] = _health_list(health)
     doc.yaml_set_start_comment(HEADER.format(number=number, title=blogs.newsletter.title))
     doc.yaml_set_comment_before_after_key(
@@ -243,7 +246,7 @@ def _write_error(path: Path, exc: OSError) -> DraftError:
     )
 
 
-def _write(path: Path, doc: Any) -> None:
+def write_document(path: Path, doc: Any) -> None:
     buffer = StringIO()
     _yaml().dump(doc, buffer)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -257,7 +260,7 @@ def _write(path: Path, doc: Any) -> None:
         raise _write_error(path, exc) from None
 
 
-def _set_readonly(doc: CommentedMap, key: str, value: Any, *, after: str | None = None) -> None:
+def set_readonly(doc: CommentedMap, key: str, value: Any, *, after: str | None = None) -> None:
     if key in doc:
         doc[key] = value
     else:
@@ -339,17 +342,18 @@ def refresh_draft(
         doc = _new_document(number, window, blogs, fresh, pick, health)
         added = fresh
     else:
-        doc = _read(path)
+        doc = read_document(path)
         entries = doc.get("posts")
         if not isinstance(entries, CommentedSeq):  # `posts:` left empty by the curator
             entries = CommentedSeq()
-            _set_readonly(doc, "posts", entries, after="intro")
+            set_readonly(doc, "posts", entries, after="intro")
         have = {str(e.get("id")) for e in entries if isinstance(e, Mapping)}
         added = [p for p in fresh if p.id not in have]
         order = [c.id for c in blogs.categories]
         for post in added:
             categories = [str(e.get("category")) for e in entries]
-            entries.insert(select.insertion_index(categories, post.category, order), _entry(post))
+            at = select.insertion_index(categories, post.category, order)
+            entries.insert(at, draft_entry(post))
         ids = [p.id for p in fresh] + [p.id for p, included in existing.posts if included]
         if existing.archive_pick is not None:
             ids.append(existing.archive_pick.id)
@@ -357,9 +361,9 @@ def refresh_draft(
         left_out = {p.id for p, included in existing.posts if not included}
         wanted = [i for i in dict.fromkeys(ids) if i not in left_out]
         health += cache_ledes(settings, blogs, conn, wanted, now=now)
-        _set_readonly(doc, "until", ts(window.until), after="since")
-        _set_readonly(doc, "feed_health", _health_list(health))
-    _write(path, doc)
+        set_readonly(doc, "until", ts(window.until), after="since")
+        set_readonly(doc, "feed_health", _health_list(health))
+    write_document(path, doc)
 
     draft = _load(path, blogs, conn)
     per_category = {c.id: 0 for c in blogs.categories}
@@ -384,9 +388,14 @@ def refresh_draft(
 __all__ = [
     "DraftSummary",
     "consume_draft",
+    "consume_file",
     "current_draft",
+    "draft_entry",
     "draft_path",
     "load_issue",
     "parse_ts_value",
+    "read_document",
     "refresh_draft",
+    "set_readonly",
+    "write_document",
 ]

@@ -213,8 +213,16 @@ class _Checker:
         )
 
 
-def validate(doc: Any, *, path: str, blogs: BlogsFile, known: Mapping[str, Post]) -> DraftFile:
-    """The draft's content, or DraftError naming file, line and field."""
+def validate(
+    doc: Any,
+    *,
+    path: str,
+    blogs: BlogsFile,
+    known: Mapping[str, Post],
+    keys: tuple[str, ...] = TOP_KEYS,
+) -> DraftFile:
+    """The draft's content, or DraftError naming file, line and field. ``keys``: the top-level
+    keys this kind of draft has (the monthly draft's are issue/monthly.py's)."""
     check = _Checker(path, blogs, known)
     if not isinstance(doc, Mapping):
         raise DraftError(
@@ -223,7 +231,7 @@ def validate(doc: Any, *, path: str, blogs: BlogsFile, known: Mapping[str, Post]
             line=1,
             hint="run `digest draft` on an empty folder to see the expected shape",
         )
-    check.unknown_keys(doc, TOP_KEYS, "")
+    check.unknown_keys(doc, keys, "")
     lines = {str(k): line for k in doc if (line := _line(doc, str(k))) is not None}
 
     number = doc.get("number")

@@ -127,6 +127,7 @@ class IssueView:
     archive: ArchiveView | None
     skipped_weeks: int
     date: str = ""  # the issue's day, "1 Dec 2026"
+    month: str = ""  # a monthly edition's month, "November 2026"; "" in a weekly issue
     accent: str = "#1a5fb4"
     logo: Logo | None = None
     postal_address: str = ""
@@ -180,6 +181,11 @@ def host(url: str) -> str:
 def day(moment: datetime, zone: tzinfo) -> str:
     local = moment.astimezone(zone)
     return f"{local.day} {local:%b %Y}"
+
+
+def month_label(month: str) -> str:
+    """'2026-11' -> 'November 2026'."""
+    return f"{datetime.strptime(month, '%Y-%m'):%B %Y}"
 
 
 def date_range(since: datetime, until: datetime, zone: tzinfo) -> str:
@@ -250,7 +256,7 @@ def build_view(
     passes ``max_posts_per_blog``); None: every post in full (the web archive's page)."""
     zone = blogs.newsletter.schedule.tz
     base_url = base_url.rstrip("/")
-    archive_url = f"{base_url}/archive/{issue.number}"
+    archive_url = f"{base_url}/archive/{issue.key}"
     order = {c.id: i for i, c in enumerate(blogs.categories)}
     posts = [p for p in issue.posts if _wanted(p, categories)]
 
@@ -350,6 +356,7 @@ def build_view(
         archive=archive,
         skipped_weeks=issue.skipped_weeks,
         date=day(issue.until, zone),
+        month=month_label(issue.month) if issue.month else "",
         accent=blogs.newsletter.accent,
         logo=blogs.newsletter.logo,
         postal_address=" ".join(blogs.newsletter.postal_address.split()),

@@ -27,7 +27,9 @@ from pathlib import Path
 from digest import report
 from digest.config import BlogsFile, Settings
 from digest.errors import DeliveryError, DraftError
-from digest.issue.draft import consume_draft, current_draft, load_issue
+from digest.issue.draft import consume_draft, consume_file, current_draft, load_issue
+from digest.issue.monthly import draft_path as monthly_path
+from digest.issue.monthly import load_monthly
 from digest.models import Issue
 from digest.render import render_issue
 from digest.render.links import edition_links
@@ -51,12 +53,40 @@ RETRY_DELAYS = (2.0, 10.0, 30.0)
 BATCH = 200
 FLEET_BATCH = 50
 
+def _load_draft(
+    settings: Settings, blogs: BlogsFile, conn: Connection, *, month: str | None
+) -> Issue:
+    if month is not None:
+        return load_monthly(settings, blogs, conn, month)
+    return load_issue(settings, blogs, conn)
+
+
+def _draft_waiting(settings: Settings, conn: Connection, *, month: str | None) -> bool:
+    if month is not None:
+        return monthly_path(settings, month).is_file()
+    return current_draft(settings, conn) is not None
+
+
+def _consume(settings: Settings, issue: Issue) -> None:
+    """The frozen edition's draft moves to drafts/sent/ (weekly and monthly alike)."""
+    if issue.month is not None:
+        consume_file(settings, monthly_path(settings, issue.month))
+    else:
+        consume_draft(settings, issue.number)
+
+
 
 def _start_issue(
-    settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime
+    settings: Settings,
+    blogs: BlogsFile,
+    conn: Connection,
+    *,
+    now: datetime,
+    month: str | None = None,
 ) -> tuple[Issue, int]:
-    """Freeze the draft into the archive and snapshot its audience, in one transaction."""
-    issue = load_issue(settings, blogs, conn)
+    """Freeze the draft (the weekly one, or the monthly edition's) into the archive and
+    snapshot its audience, the readers of its cadence, in one transaction."""
+    issue = _load_draft(settings, blogs, conn, month=month)
     if issues_store.get_issue(conn, issue.number) is not None:
         raise DraftError(
             f"issue {issue.number} is already in the archive",
@@ -71,7 +101,7 @@ def _start_issue(
     html, text = archive.fill(
         unsubscribe_url=f"{base}/",
         preferences_url=f"{base}/",
-        web_url=f"{base}/archive/{issue.number}",
+        web_url=f"{base}/archive/{issue.key}",
         name=None,
     )
     domain = blogs.newsletter.from_address.rpartition("@")[2]
@@ -79,11 +109,14 @@ def _start_issue(
         issues_store.freeze_issue(conn, issue, html=html, text=text, status="sending", now=now)
         if blogs.newsletter.click_counts:  # the edition's short links, the same for everyone
             clicks.save_links(conn, issue.number, edition_links(issue, blogs, base_url=base))
-        audience = ledger.snapshot_audience(conn, issue.number, domain=domain, now=now)
+        audience = ledger.snapshot_audience(
+            conn, issue.number, domain=domain, now=now, cadence=issue.kind
+        )
         log_event(conn, "issue_frozen", f"issue {issue.number}: {audience} recipients", at=now)
     return issue, audience
 
 
+    """The edition being sent, weekly or monthly: a half-sent one is finished first."""
 def sending_issue(conn: Connection) -> int | None:
     row = conn.execute(
         "SELECT number FROM issues WHERE status = 'sending' ORDER BY number LIMIT 1"
@@ -133,12 +166,15 @@ def send_issue(
     progress: Progress | None = None,
     batch: int = BATCH,
     retry_delays: Sequence[float] = RETRY_DELAYS,
+    month: str | None = None,
     join: bool = False,
 ) -> SendSummary:
     """Send the current draft as the next issue (or resume the issue being sent).
 
     ``dry_run``: the same steps against a copy of the database, every message built, nothing
-    sent, the draft kept. ``join``: only help with an issue being sent, never freeze one."""
+    sent, the draft kept. ``join``: only help with an issue being sent, never freeze one.
+    ``month``: send that month's monthly edition (drafts/monthly-YYYY-MM.yaml) instead, to the
+    monthly readers, through the same ledger and loop."""
     if dry_run:
         with tempfile.TemporaryDirectory(prefix="digest-dry-run-") as tmp:
             copy = connect(Path(tmp) / "dry-run.db", migrate=dialect.is_postgresql(conn))
@@ -156,6 +192,7 @@ def send_issue(
                     progress=progress,
                     batch=batch,
                     retry_delays=retry_delays,
+                    month=month,
                     join=join,
                 )
             finally:
@@ -171,6 +208,7 @@ def send_issue(
             progress=progress,
             batch=batch,
             retry_delays=retry_delays,
+            month=month,
             join=join,
         )
 
@@ -185,6 +223,7 @@ def _send(
     progress: Progress | None,
     batch: int,
     retry_delays: Sequence[float],
+    month: str | None = None,
     join: bool,
 ) -> SendSummary:
     started = time.monotonic()
@@ -198,13 +237,17 @@ def _send(
         main_issue = resumed
         if resumed is None and join:
             return _summary(conn, None)
-        if resumed is None and (not ledger.pending_issues(conn) or current_draft(settings, conn)):
-            issue, _ = _start_issue(settings, blogs, conn, now=now)
+        waiting = _draft_waiting(settings, conn, month=month)
+        if resumed is None and (not ledger.pending_issues(conn) or waiting):
+            issue, _ = _start_issue(settings, blogs, conn, now=now, month=month)
             main_issue = issue.number
             if not dry_run:
-                consume_draft(settings, issue.number)
+                _consume(settings, issue)
         elif resumed is not None and not dry_run:
-            consume_draft(settings, resumed)  # in case a crash came between freezing and this
+            # in case a crash came between freezing and this
+            archived = issues_store.get_issue(conn, resumed)
+            if archived is not None:
+                _consume(settings, archived.content)
     pending = ledger.pending_issues(conn)
     if main_issue is None and pending:
         main_issue = pending[-1]
@@ -233,7 +276,10 @@ def _send(
         with STOP.deferred():
             run_sync(go())
     finally:
-        _finish(conn, pending, now=loop.now())
+        # The main issue too: an edition with no reader of its cadence (no one chose monthly
+        # yet) has no deliveries, and must not stay 'sending' and block the next issue.
+        finishing = [*pending, *([main_issue] if main_issue not in pending else [])]
+        _finish(conn, [n for n in finishing if n is not None], now=loop.now())
         if loop.policy and not dry_run:
             notice = report.policy_refusals(loop.policy, target=transport.target)
             report.send_report(settings, blogs, conn, notice)

@@ -250,6 +250,7 @@ class SendLoop:
                     newsletter=self.blogs.newsletter,
                     settings=self.settings,
                     issue_number=job.issue,
+                    archive_key=issue.key,
                 )
             )
         return self.templates[key]

@@ -257,11 +257,13 @@ class MessageTemplate:
         newsletter: Newsletter,
         settings: Settings,
         issue_number: int | None,
+        archive_key: str | None = None,
     ) -> MessageTemplate:
+        """``archive_key``: the edition's name in the web archive when it is not its number
+        (a monthly edition's 2026-11)."""
         base = settings.base_url
-        web_url = (
-            f"{base}/archive/{issue_number}" if issue_number is not None else f"{base}/archive"
-        )
+        key = archive_key or (str(issue_number) if issue_number is not None else None)
+        web_url = f"{base}/archive/{key}" if key is not None else f"{base}/archive"
         from_name, from_addr = parseaddr(newsletter.from_)
         reply_name, reply_addr = parseaddr(newsletter.reply_to)
         # '=_' never occurs in quoted-printable text, so the boundary cannot collide with a body.

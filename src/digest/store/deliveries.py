@@ -61,8 +61,11 @@ class Outcome:
     held: bool = False  # deferred for a retry within this run: its worker keeps the lease
 
 
-def snapshot_audience(conn: Connection, issue: int, *, domain: str, now: datetime) -> int:
-    """Every confirmed, unsuppressed subscriber becomes a queued delivery of ``issue``, with a
+def snapshot_audience(
+    conn: Connection, issue: int, *, domain: str, now: datetime, cadence: str = "weekly"
+) -> int:
+    """Every confirmed, unsuppressed subscriber of ``cadence`` (weekly issues go to weekly
+    readers, a monthly edition to monthly ones) becomes a queued delivery of ``issue``, with a
     fresh Message-ID. One statement: nothing of the list is held in memory. Call inside the
     transaction that freezes the issue."""
     cur = conn.execute(
@@ -70,12 +73,20 @@ def snapshot_audience(conn: Connection, issue: int, *, domain: str, now: datetim
         " updated_at)"
         " SELECT ?, s.id, s.email, COALESCE(s.categories, '*'),"
         f"  '<' || {dialect.random_hex(conn, 12)} || '@' || ? || '>', 'queued', ?"
-        " FROM subscribers s WHERE s.status = 'confirmed'"
+        " FROM subscribers s WHERE s.status = 'confirmed' AND s.cadence = ?"
         " AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)"
         " ORDER BY s.id",
-        (issue, domain, ts(now)),
+        (issue, domain, ts(now), cadence),
     )
     return cur.rowcount
+
+
+def confirmed_readers(conn: Connection, cadence: str) -> int:
+    """Confirmed subscribers of ``cadence``: who an edition of that cadence goes to."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM subscribers WHERE status = 'confirmed' AND cadence = ?", (cadence,)
+    ).fetchone()
+    return int(row[0])
 
 
 def requeue_unfinished(conn: Connection, *, now: datetime, alone: bool) -> tuple[int, int]:

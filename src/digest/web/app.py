@@ -126,6 +126,7 @@ def create_app(
         Route("/preferences/{token}", reader.preferences, methods=["POST"]),
         Route("/archive", public.archive, methods=["GET"]),
         Route("/archive/{number:int}", public.archived_issue, methods=["GET"]),
+        Route("/archive/{month}", public.monthly_edition, methods=["GET"]),
         Route("/images/{name}", public.image, methods=["GET"]),
         Route("/letters/{id}", Letters(site).letter, methods=["GET"]),
         Route("/feed.xml", public.feed, methods=["GET"]),

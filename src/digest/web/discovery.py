@@ -55,7 +55,7 @@ def sitemap(issues: list[ArchivedIssue], *, base_url: str) -> bytes:
     url(f"{base_url}/", newest)
     url(f"{base_url}/archive", newest)
     for issue in issues:
-        url(f"{base_url}/archive/{issue.number}", issue.sent_at or issue.created_at)
+        url(f"{base_url}/archive/{issue.key}", issue.sent_at or issue.created_at)
     body: bytes = ET.tostring(root, encoding="utf-8")
     return b'<?xml version="1.0" encoding="utf-8"?>\n' + body
 

@@ -48,7 +48,7 @@ def web_view(
     return IssuePage(
         view=view,
         published=issue.sent_at or issue.created_at,
-        url=f"{base}/archive/{issue.number}",
+        url=f"{base}/archive/{issue.key}",
         description=describe(view, blogs),
     )
 

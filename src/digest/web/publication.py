@@ -1,7 +1,9 @@
 """The public publication: the home page, the archive, the feeds and the discovery files.
 
 Nothing here is personal: no page carries a token, and every link is built from the current
-DIGEST_BASE_URL, so the archive follows the site when it moves.
+DIGEST_BASE_URL, so the archive follows the site when it moves. Monthly editions live at
+/archive/2026-11, beside the weekly issues in the archive list and the feeds; /archive/<n> is
+for weekly issues only (202611 is a key, not an issue number).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from digest.feeds.opml import export_opml
+from digest.issue.monthly import MONTH
 from digest.store.db import Connection
 from digest.store.feeds import feed_states
 from digest.store.images import EXTENSIONS, image_bytes
-from digest.store.issues import ArchivedIssue, get_issue, list_issues, neighbours
+from digest.store.issues import ArchivedIssue, get_issue, get_monthly, list_issues, neighbours
 from digest.store.posts import followed_since
 from digest.web import discovery
 from digest.web.feed import FeedEntry, atom_feed
@@ -50,7 +53,7 @@ class Publication:
         chosen: set[str] | None = None,
     ) -> HTMLResponse:
         site = self.site
-        issues = await site.db.run(lambda c: list_issues(c)[:RECENT])
+        issues = await site.db.run(lambda c: list_issues(c, kind="weekly")[:RECENT])
         base = site.settings.base_url
         latest = web_view(issues[0], site.blogs, base_url=base) if issues else None
         return self.site.render(
@@ -79,11 +82,28 @@ class Publication:
             return self.site.not_found("issue")
 
         def load(conn: Connection) -> tuple[ArchivedIssue | None, Around]:
-            return get_issue(conn, number), neighbours(conn, number)
+            return get_issue(conn, number, kind="weekly"), neighbours(conn, number)
 
         issue, (before, after) = await self.site.db.run(load)
         if issue is None:
             return self.site.not_found("issue")
+        return self._issue_page(issue, before, after)
+
+    async def monthly_edition(self, request: Request) -> Response:
+        month = request.path_params["month"]
+        if not MONTH.fullmatch(month):
+            return self.site.not_found("issue")
+        edition = await self.site.db.run(lambda conn: get_monthly(conn, month))
+        if edition is None:
+            return self.site.not_found("issue")
+        return self._issue_page(edition, None, None)
+
+    def _issue_page(
+        self,
+        issue: ArchivedIssue,
+        before: tuple[int, str] | None,
+        after: tuple[int, str] | None,
+    ) -> Response:
         base = self.site.settings.base_url
         return self.site.render(
             "issue.html",
