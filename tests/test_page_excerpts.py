@@ -5,6 +5,7 @@ and carried into the rendered email."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -229,6 +230,14 @@ def test_the_lede_is_the_article_s_prose_cut_at_a_sentence() -> None:
         "</article></main><footer>(c) me</footer></body></html>"
     )
     assert lede(short, "https://b.example/p2") == "Only this, a short note."
+
+
+def test_a_huge_page_is_read_from_its_start_in_bounded_time() -> None:
+    paragraph = "<p>One of very many paragraphs, each a sentence long. It goes on.</p>"
+    huge = f"<html><body><article><h1>Long</h1>{paragraph * 100_000}</article></body></html>"
+    started = time.perf_counter()
+    assert lede(huge, "https://b.example/huge").startswith("One of very many paragraphs")
+    assert time.perf_counter() - started < 10  # all of it: 36 s on the development machine
 
 
 def test_cut_lede_prefers_a_sentence_end_and_respects_abbreviations() -> None:
