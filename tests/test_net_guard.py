@@ -195,7 +195,31 @@ def _page(server: FeedServer, settings: Settings, conn: Connection, name: str) -
     return result.reason if isinstance(result, TargetRefused) else result[1]
 
 
-@pytest.mark.parametrize("fetch", [_image, _page], ids=["image", "post-page"])
+def _featured(server: FeedServer, settings: Settings, conn: Connection, name: str) -> str | None:
+    """A featured post's page, read for its Webmention endpoint (digest/webmention.py)."""
+    from digest import webmention
+
+    url = server.serve(
+        f"/{name}.html",
+        "<html><body><p>A post.</p></body></html>",
+        content_type="text/html",
+        headers={"Link": '</wm>; rel="webmention"'},
+    )
+
+    async def go() -> str | None:
+        async with new_client(settings, accept="text/html") as client:
+            return await webmention.discover(client, url, settings=settings)
+
+    try:
+        endpoint = asyncio.run(go())
+    except FetchError as exc:
+        return exc.reason
+    return None if endpoint == server.url("/wm") else f"found {endpoint}"
+
+
+@pytest.mark.parametrize(
+    "fetch", [_image, _page, _featured], ids=["image", "post-page", "webmention-discovery"]
+)
 def test_each_third_party_path_is_guarded(
     feed_server: FeedServer, conn: Connection, fetch: Fetch
 ) -> None:
@@ -205,3 +229,26 @@ def test_each_third_party_path_is_guarded(
     assert feed_server.log == []  # refused before connecting
     assert fetch(feed_server, Settings(allow_private_targets=True), conn, "allowed") is None
     assert len(feed_server.log) == 1
+
+
+def test_a_webmention_endpoint_is_guarded(feed_server: FeedServer) -> None:
+    """The endpoint a page named, sent source and target (digest/webmention.py): the local
+    server has no POST handler, so a 501 proves the request reached it."""
+    from digest import webmention
+
+    endpoint = feed_server.url("/wm")
+
+    async def go(settings: Settings) -> int:
+        async with new_client(settings, accept="*/*") as client:
+            status, _ = await webmention.post(
+                client,
+                endpoint,
+                source="https://digest.example.org/archive/1",
+                target="https://b.example/1",
+                settings=settings,
+            )
+            return status
+
+    with pytest.raises(TargetRefused, match="loopback address 127.0.0.1"):
+        asyncio.run(go(Settings()))
+    assert asyncio.run(go(Settings(allow_private_targets=True))) == 501
