@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from html import unescape
 from pathlib import Path
@@ -30,6 +30,8 @@ from digest.store import clicks
 from digest.store import issues as issues_store
 from digest.web import create_app
 from digest.web.redirect import counted
+from digest.weekly import review
+from plugins.feedserver import FeedServer
 from plugins.smtp import Newsroom, Received, SmtpServer
 
 BASE = "https://digest.example.org"
@@ -329,3 +331,34 @@ def test_stats_per_post_per_blog_and_shares(newsroom: Newsroom, smtp_server: Smt
     assert got["posts"][0]["title"] in words and "Share of clicks, last 1 issue" in words
     code, out = _cli(newsroom, "7")
     assert code == 1 and "issue 7 is not in the archive" in out
+
+
+def test_the_review_mail_shows_the_last_issues_top_posts(
+    newsroom: Newsroom, smtp_server: SmtpServer, feed_server: FeedServer
+) -> None:
+    newsroom.local_feeds(feed_server)  # no internet: the review's gathering is served locally
+    _ready(newsroom)
+    _send(newsroom, smtp_server)
+    archived = issues_store.get_issue(newsroom.conn, 1)
+    assert archived is not None
+    targets = edition_links(archived.content, newsroom.blogs, base_url=BASE)
+    posts = [(n, t) for n, t in enumerate(targets, start=1) if t.post_id]
+    clicks.add_clicks(newsroom.conn, {(1, posts[2][0]): 7, (1, posts[0][0]): 1})
+    titles = {p.id: p.title for p in archived.content.posts}
+    sent_before = len(smtp_server.messages)
+    newsroom.now += timedelta(days=6)
+    newsroom.add_posts(1)
+    env = {k.removeprefix("DIGEST_").lower(): v for k, v in smtp_server.env().items()}
+    review(
+        newsroom.settings(**env),
+        newsroom.blogs,
+        newsroom.conn,
+        now=newsroom.now,
+        slot=newsroom.now + timedelta(hours=20),
+    )
+    [received] = smtp_server.messages[sent_before:]
+    note = received.message.get_body(("plain",))
+    assert isinstance(note, EmailMessage)
+    words = " ".join(note.get_content().split())
+    top, other = titles[posts[2][1].post_id or ""], titles[posts[0][1].post_id or ""]
+    assert f"Most clicked in issue 1: - {top}: 7 clicks - {other}: 1 click" in words

@@ -18,6 +18,7 @@ import html
 import re
 from collections.abc import Mapping
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from digest.config import BlogsFile
 from digest.models import Issue
@@ -67,7 +68,8 @@ def edition_links(issue: Issue, blogs: BlogsFile, *, base_url: str) -> list[Targ
         add(view.archive.post.url)
         notes(view.archive.post.note)
     add(f"{view.base_url}/archive")
-    return [t for t in found.values() if markdown.allowed_link(t.url)]
+    # http(s) only: a mailto: link opens the reader's mail program, there is nothing to count
+    return [t for t in found.values() if urlsplit(t.url).scheme.lower() in ("http", "https")]
 
 
 def short_links(base_url: str, issue: int, numbers: Mapping[int, str]) -> dict[str, str]:

@@ -135,7 +135,10 @@ class Redirects:
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_EVERY)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # a bug: logged, and the counting goes on
+                log.exception("writing the click counts failed")
 
     async def flush(self) -> None:
         """Write the counts gathered so far; on a database error they wait for the next try."""
