@@ -108,9 +108,7 @@ def clean_cadence(value: str | None) -> str:
     if not text:
         return "weekly"
     if text not in CADENCES:
-        raise SubscriberError(
-            f"unknown cadence {value!r}", hint=f"choose {' or '.join(CADENCES)}"
-        )
+        raise SubscriberError(f"unknown cadence {value!r}", hint=f"choose {' or '.join(CADENCES)}")
     return text
 
 
