@@ -93,21 +93,19 @@ def _header(message: EmailMessage, name: str) -> str:
 
 
 def _read_body(message: EmailMessage) -> ReadHtml:
-    for kind in ("html", "plain"):
-        part = message.get_body(preferencelist=(kind,))
-        if part is None:
-            continue
-        try:
-            content = part.get_content()
-        except (LookupError, ValueError, AssertionError):  # an unknown charset, a bad encoding
-            payload = part.get_payload(decode=True)
-            content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-        if not isinstance(content, str):
-            continue
-        if kind == "html":
-            return read_html(content)
-        return _read_text(content)
-    return ReadHtml(safe="")
+    part = message.get_body(preferencelist=("html", "plain"))  # one walk: headers cost here
+    if part is None:
+        return ReadHtml(safe="")
+    try:
+        content = part.get_content()
+    except (LookupError, ValueError, AssertionError):  # an unknown charset, a bad encoding
+        payload = part.get_payload(decode=True)
+        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    if not isinstance(content, str):
+        return ReadHtml(safe="")
+    if part.get_content_subtype() == "html":
+        return read_html(content)
+    return _read_text(content)
 
 
 def _read_text(text: str) -> ReadHtml:
@@ -137,9 +135,11 @@ def _own_url(message: EmailMessage, read: ReadHtml) -> str | None:
     if read.canonical:
         return read.canonical
     for name in ("archived-at", "list-post"):
-        found = _ANGLE_URL.search(_header(message, name)) or _URL.match(_header(message, name))
-        if found:
-            return found[1] if found.re is _ANGLE_URL else found[0]
+        value = _header(message, name)
+        if angled := _ANGLE_URL.search(value):
+            return angled[1]
+        if bare := _URL.match(value):
+            return bare[0]
     return None
 
 
