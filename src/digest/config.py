@@ -372,6 +372,11 @@ class Blog(_Strict):
                 "a blog takes its posts from a feed or from email, not both: remove `feed:` "
                 "or `email:`"
             )
+        if self.email is not None and self.excerpt == "page":
+            raise ValueError(
+                "excerpt: page fetches a post's page, and a blog by email has none: remove "
+                "`excerpt: page` (its letters carry their own lede)"
+            )
         if not self.id:
             self.id = slugify(self.name)
         elif not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.id):
