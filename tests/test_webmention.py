@@ -26,6 +26,7 @@ from digest.webmention import (
     link_header_endpoint,
     send_webmentions,
 )
+from digest.weekly import run_once
 from plugins.receiver import Receiver
 from plugins.smtp import Newsroom, SmtpServer
 from plugins.website import Web, freeze
@@ -348,16 +349,22 @@ def test_command_sends_and_lists(
 # --- end to end -------------------------------------------------------------------------------
 
 
-def test_a_real_send_then_each_featured_post_is_told(
-    newsroom: Newsroom, smtp_server: SmtpServer, receiver: Receiver
-) -> None:
-    """`digest send` through aiosmtpd: once the issue is complete, every post it featured (the
-    archive pick included) gets one webmention naming the archive page."""
+def on_the_receiver(newsroom: Newsroom, receiver: Receiver) -> None:
+    """Every URL of blogs.yaml (feeds, homepages, highlights) on the receiver, whose every
+    page names its endpoint /wm; webmentions on."""
     path = Path(newsroom.env["DIGEST_BLOGS"])
     local = re.sub(r"https?://([^/\s]+)/?", lambda m: receiver.url(f"/{m[1]}/"), path.read_text())
     path.write_text(local)
     newsroom.blogs = turn_on(path)
     receiver.everywhere(links=('</wm>; rel="webmention"',))
+
+
+def test_a_real_send_then_each_featured_post_is_told(
+    newsroom: Newsroom, smtp_server: SmtpServer, receiver: Receiver
+) -> None:
+    """`digest send` through aiosmtpd: once the issue is complete, every post it featured (the
+    archive pick included) gets one webmention naming the archive page."""
+    on_the_receiver(newsroom, receiver)
     receiver.endpoint("/wm", 202)
     newsroom.add_posts(1)
     newsroom.draft()
@@ -387,11 +394,7 @@ def test_a_send_never_fails_for_a_webmention(
     newsroom: Newsroom, smtp_server: SmtpServer, receiver: Receiver
 ) -> None:
     """Every receiver broken (the endpoints answer 500): the send is complete and exits 0."""
-    path = Path(newsroom.env["DIGEST_BLOGS"])
-    local = re.sub(r"https?://([^/\s]+)/?", lambda m: receiver.url(f"/{m[1]}/"), path.read_text())
-    path.write_text(local)
-    newsroom.blogs = turn_on(path)
-    receiver.everywhere(links=('</wm>; rel="webmention"',))
+    on_the_receiver(newsroom, receiver)
     receiver.endpoint("/wm", 500)
     newsroom.add_posts(1)
     newsroom.draft()
@@ -432,3 +435,26 @@ def test_the_archive_page_is_an_h_entry_mentioning_each_featured_post(web: Web) 
         assert sorted(mentioned) == sorted(urls) and len(mentioned) >= 1
         for mention in props["mention-of"]:
             assert mention["type"] == ["h-cite"] and mention["properties"]["name"]
+
+
+def test_the_weekly_job_tells_them_once_its_outcome_is_recorded(
+    newsroom: Newsroom, smtp_server: SmtpServer, receiver: Receiver
+) -> None:
+    on_the_receiver(newsroom, receiver)
+    receiver.endpoint("/wm", 503, 202)
+    newsroom.add_posts(1)
+    newsroom.subscribe_many(1)
+    smtp = {k.removeprefix("DIGEST_").lower(): v for k, v in smtp_server.env().items()}
+    settings = newsroom.settings(**smtp, allow_private_targets=True)
+    outcome = run_once(settings, newsroom.blogs, newsroom.conn, now=newsroom.now)
+    assert outcome.sent is not None and outcome.sent.sent == 1
+    run = newsroom.conn.execute("SELECT outcome FROM runs").fetchone()
+    assert run[0] == "sent"
+    statuses = [r[0] for r in newsroom.conn.execute("SELECT status FROM webmentions")]
+    assert statuses.count("retry") == 1 and statuses.count("sent") == len(statuses) - 1
+    # The next run (a quiet week: nothing new) retries the one that got the 503.
+    run_once(settings, newsroom.blogs, newsroom.conn, now=newsroom.now + timedelta(days=7))
+    statuses = [r[0] for r in newsroom.conn.execute("SELECT status FROM webmentions")]
+    assert set(statuses) == {"sent"}
+    featured = {r[0] for r in newsroom.conn.execute("SELECT url FROM featured WHERE issue = 1")}
+    assert len(receiver.posts("/wm")) == len(featured) + 1  # one 503, then each once

@@ -399,12 +399,12 @@ def after_send(
         told = send_webmentions(settings, blogs, conn, now=now)
     except LockedError:
         return "webmentions: another digest process is sending them"
-    except Exception as exc:  # noqa: BLE001 (whatever it is, the issue went out)
+    except Exception as exc:  # whatever it is, the issue went out
         line = f"webmentions not sent: {exc}"
         try:
             with transaction(conn):
                 log_event(conn, "webmentions", line, at=now)
-        except Exception:  # noqa: BLE001
+        except Exception:  # the database itself, then: the line still reaches the curator
             pass
         return line
     return tally(told) if told else "webmentions: none due"
