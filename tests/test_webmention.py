@@ -458,3 +458,23 @@ def test_the_weekly_job_tells_them_once_its_outcome_is_recorded(
     assert set(statuses) == {"sent"}
     featured = {r[0] for r in newsroom.conn.execute("SELECT url FROM featured WHERE issue = 1")}
     assert len(receiver.posts("/wm")) == len(featured) + 1  # one 503, then each once
+
+
+def test_with_click_counts_the_archive_page_still_links_each_post_itself(
+    web: Web, blogs_yaml: Path
+) -> None:
+    """A receiver checks that the source links to the target: short links (BASE/r/...) on the
+    archive page would make every webmention fail that check."""
+    text = blogs_yaml.read_text()
+    blogs_yaml.write_text(text.replace("newsletter:\n", "newsletter:\n  click_counts: true\n", 1))
+    freeze(web, 1)
+    with Web(web.root, blogs_yaml, web.limits, db=web.settings.db) as counting:
+        assert counting.blogs.newsletter.click_counts
+        html = counting.client.get("/archive/1").text
+    parsed = mf2py.parse(doc=html, url=f"{BASE}/archive/1")
+    [entry] = [i for i in parsed["items"] if "h-entry" in i["type"]]
+    mentioned = sorted(m["properties"]["url"][0] for m in entry["properties"]["mention-of"])
+    featured = sorted(r[0] for r in web.conn.execute("SELECT url FROM featured WHERE issue = 1"))
+    assert mentioned == featured
+    for url in featured:
+        assert f'href="{url}"' in html
