@@ -117,3 +117,26 @@ def test_schedule_time_is_read_as_a_clock_time(blogs_yaml: Path) -> None:
     _write(blogs_yaml, "time: 8:30", "time: half past eight")
     with pytest.raises(ConfigError, match=r"schedule\.time.*HH:MM"):
         load_blogs(blogs_yaml)
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ("feed: https://sander.ai/feed.xml\n        email: {from: [a@sander.ai]}", "not both"),
+        ("email: {from: [a@sander.ai]}\n        excerpt: page", "has none"),
+        ("email: {from: [not-an-address]}", "expected a sender address"),
+    ],
+)
+def test_a_blog_by_email_is_checked(blogs_yaml: Path, extra: str, words: str) -> None:
+    _write(blogs_yaml, "feed: https://sander.ai/feed.xml", extra)
+    with pytest.raises(ConfigError, match=r"categories\[1\]\.blogs\[0\]") as info:
+        load_blogs(blogs_yaml)
+    assert words in info.value.message
+
+
+def test_a_blog_by_email_lists_its_senders_lower_cased(blogs_yaml: Path) -> None:
+    sender = "email: {from: ['Sander <S@Sander.AI>']}"
+    _write(blogs_yaml, "feed: https://sander.ai/feed.xml", sender)
+    blog = load_blogs(blogs_yaml).blog("sander-dieleman")
+    assert blog is not None and blog.email is not None and blog.feed is None
+    assert blog.email.from_ == ["s@sander.ai"]
