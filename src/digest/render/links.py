@@ -78,7 +78,7 @@ def short_links(base_url: str, issue: int, numbers: Mapping[int, str]) -> dict[s
     return {url: f"{base}/r/{issue}/{n}" for n, url in numbers.items()}
 
 
-_HREF = re.compile(r'(\bhref=")([^"]*)(")')
+_HREF = re.compile(r"""(\bhref=(["']))(.*?)(\2)""", re.IGNORECASE | re.DOTALL)
 
 
 def rewrite_html(body: str, short: Mapping[str, str]) -> str:
@@ -87,13 +87,13 @@ def rewrite_html(body: str, short: Mapping[str, str]) -> str:
         return body
 
     def one(match: re.Match[str]) -> str:
-        found = short.get(html.unescape(match[2]))
-        return match[0] if found is None else match[1] + found + match[3]
+        found = short.get(html.unescape(match[3]).strip())
+        return match[0] if found is None else match[1] + found + match[4]
 
     return _HREF.sub(one, body)
 
 
-_URL = re.compile(r"(?<!\S)https?://\S+")
+_URL = re.compile(r"https?://[^\s<>\"]+")
 _TRAILING = ".,;:!?)]}'\"\u00bb\u201d\u2019"  # what may close a sentence after a bare URL
 
 
