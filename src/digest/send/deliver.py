@@ -53,6 +53,7 @@ RETRY_DELAYS = (2.0, 10.0, 30.0)
 BATCH = 200
 FLEET_BATCH = 50
 
+
 def _load_draft(
     settings: Settings, blogs: BlogsFile, conn: Connection, *, month: str | None
 ) -> Issue:
@@ -73,7 +74,6 @@ def _consume(settings: Settings, issue: Issue) -> None:
         consume_file(settings, monthly_path(settings, issue.month))
     else:
         consume_draft(settings, issue.number)
-
 
 
 def _start_issue(
@@ -116,8 +116,8 @@ def _start_issue(
     return issue, audience
 
 
-    """The edition being sent, weekly or monthly: a half-sent one is finished first."""
 def sending_issue(conn: Connection) -> int | None:
+    """The edition being sent, weekly or monthly: a half-sent one is finished first."""
     row = conn.execute(
         "SELECT number FROM issues WHERE status = 'sending' ORDER BY number LIMIT 1"
     ).fetchone()
@@ -166,8 +166,8 @@ def send_issue(
     progress: Progress | None = None,
     batch: int = BATCH,
     retry_delays: Sequence[float] = RETRY_DELAYS,
-    month: str | None = None,
     join: bool = False,
+    month: str | None = None,
 ) -> SendSummary:
     """Send the current draft as the next issue (or resume the issue being sent).
 
@@ -192,8 +192,8 @@ def send_issue(
                     progress=progress,
                     batch=batch,
                     retry_delays=retry_delays,
-                    month=month,
                     join=join,
+                    month=month,
                 )
             finally:
                 copy.close()
@@ -208,8 +208,8 @@ def send_issue(
             progress=progress,
             batch=batch,
             retry_delays=retry_delays,
-            month=month,
             join=join,
+            month=month,
         )
 
 
@@ -223,8 +223,8 @@ def _send(
     progress: Progress | None,
     batch: int,
     retry_delays: Sequence[float],
-    month: str | None = None,
     join: bool,
+    month: str | None = None,
 ) -> SendSummary:
     started = time.monotonic()
     dialect.set_durability(conn, settings.db_synchronous)
