@@ -3,12 +3,16 @@
 `digest run --once` (cron, `make run`) and the scheduler both call ``run_once``; the scheduler
 also calls ``review`` ahead of a slot in review mode. One job runs at a time (the job lock), and
 sending keeps its own lock, so a manual `digest send` and the job never both send.
+
+After the weekly issue, the first run of a month drafts the monthly edition of the month before
+(issue/monthly.py) and sends it unless it is held; later runs of the month catch it up if that
+failed. A month with no weekly issue sent has no edition, and the run says so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -18,6 +22,7 @@ from digest import report
 from digest.config import BlogsFile, Settings
 from digest.errors import ConfigError
 from digest.feeds.gather import GatherReport, gather_sync
+from digest.issue import monthly
 from digest.issue.draft import DraftSummary, current_draft, load_issue, refresh_draft
 from digest.models import Issue
 from digest.send.deliver import SendSummary, send_issue, sending_issue
@@ -27,6 +32,7 @@ from digest.store import issues as issues_store
 from digest.store.db import Connection, get_meta, log_event, set_meta
 
 HOLD_KEY = "hold"
+MONTHLY_HOLD_KEY = "hold_monthly"
 
 
 @dataclass(slots=True)
@@ -37,12 +43,16 @@ class WeeklyOutcome:
     outcome: str  # sent | resumed | skipped | held | nothing
     issue: int | None = None
     reason: str = ""
+    monthly: str = ""  # what became of the monthly edition, in words; "": not its time
+    monthly_sent: SendSummary | None = None
 
     def line(self) -> str:
         if self.sent is not None:
             verb = "resumed" if self.sent.resumed else "sent"
-            return f"issue {self.sent.issue} {verb}: {self.sent.line()}"
-        return self.reason or "nothing to send"
+            line = f"issue {self.sent.issue} {verb}: {self.sent.line()}"
+        else:
+            line = self.reason or "nothing to send"
+        return f"{line}; {self.monthly}" if self.monthly else line
 
 
 # --- hold and release ----------------------------------------------------------------------
@@ -77,6 +87,44 @@ def release(conn: Connection) -> int | None:
         if number is not None:
             log_event(conn, "release", f"issue {number} released")
     return number
+
+
+def due_month(settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime) -> str:
+    """The month whose monthly edition goes out next: the monthly draft's, else last month's
+    unless it went out, else this month's."""
+    current = monthly.current_month(settings, conn)
+    if current is not None:
+        return current
+    zone = blogs.newsletter.schedule.tz
+    last = monthly.previous_month(now, zone)
+    return last if issues_store.get_monthly(conn, last) is None else monthly.month_of(now, zone)
+
+
+def held_month(conn: Connection) -> str | None:
+    """The month whose monthly edition is on hold, while it is still to be sent."""
+    value = get_meta(conn, MONTHLY_HOLD_KEY)
+    if value is None or issues_store.get_monthly(conn, value) is not None:
+        return None
+    return value
+
+
+def hold_monthly(settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime) -> str:
+    """Keep the next monthly edition from going out at its slot; returns its month."""
+    month = due_month(settings, blogs, conn, now=now)
+    with transaction(conn):
+        set_meta(conn, MONTHLY_HOLD_KEY, month)
+        log_event(conn, "hold", f"monthly edition {month} held")
+    return month
+
+
+def release_monthly(conn: Connection) -> str | None:
+    """Lift the monthly hold; returns the month it held (None if nothing was held)."""
+    month = held_month(conn)
+    with transaction(conn):
+        conn.execute("DELETE FROM meta WHERE key = ?", (MONTHLY_HOLD_KEY,))
+        if month is not None:
+            log_event(conn, "release", f"monthly edition {month} released")
+    return month
 
 
 # --- the job ---------------------------------------------------------------------------------
@@ -117,6 +165,39 @@ def run_once(
 
 
 def _job(
+    settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime
+) -> WeeklyOutcome:
+    result = _weekly(settings, blogs, conn, now=now)
+    result.monthly, result.monthly_sent = _monthly(settings, blogs, conn, now=now)
+    return result
+
+
+def first_of_month(moment: datetime, blogs: BlogsFile) -> bool:
+    """The first weekly slot of its month: a week earlier was the month before."""
+    zone = blogs.newsletter.schedule.tz
+    return monthly.month_of(moment - timedelta(days=7), zone) != monthly.month_of(moment, zone)
+
+
+def _monthly(
+    settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime
+) -> tuple[str, SendSummary | None]:
+    """The monthly edition of last month, if it has not gone out: drafted if there is no draft
+    (the curator's edits stay), then sent unless held."""
+    month = monthly.previous_month(now, blogs.newsletter.schedule.tz)
+    name = f"the monthly edition of {monthly.label(month)}"
+    if issues_store.get_monthly(conn, month) is not None:
+        return "", None
+    if not monthly.draft_path(settings, month).is_file():
+        drafted = monthly.refresh_monthly(settings, blogs, conn, month=month)
+        if drafted.path is None:
+            return (drafted.reason if first_of_month(now, blogs) else ""), None
+    if held_month(conn) == month:
+        return f"{name} is held: `digest release --monthly` sends it", None
+    summary = send_issue(settings, blogs, conn, now=now, month=month)
+    return f"{name} sent: {summary.line()}", summary
+
+
+def _weekly(
     settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime
 ) -> WeeklyOutcome:
     gathered = gather_sync(settings, blogs, conn, now=now)
@@ -210,6 +291,7 @@ def _report_trouble(
             result.gathered.results, blogs, threshold=blogs.newsletter.report_after_failures
         ),
         report.send_trouble(result.sent) if result.sent is not None else None,
+        report.send_trouble(result.monthly_sent) if result.monthly_sent is not None else None,
     ]
     for mail in mails:
         if mail is not None:
@@ -217,6 +299,32 @@ def _report_trouble(
 
 
 # --- review mode ------------------------------------------------------------------------------
+
+
+def _monthly_note(settings: Settings, blogs: BlogsFile, conn: Connection, *, slot: datetime) -> str:
+    """What the slot does with the monthly edition of the month before, drafting it now (the
+    curator edits it like the weekly draft); "" when it is not its time."""
+    month = monthly.previous_month(slot, blogs.newsletter.schedule.tz)
+    if issues_store.get_monthly(conn, month) is not None:
+        return ""
+    path = monthly.draft_path(settings, month)
+    if not path.is_file():
+        drafted = monthly.refresh_monthly(settings, blogs, conn, month=month)
+        if drafted.path is None:
+            said = f"{drafted.reason[0].upper()}{drafted.reason[1:]}.\n"
+            return said if first_of_month(slot, blogs) else ""
+    edition = monthly.load_monthly(settings, blogs, conn, month)
+    when = (
+        "is held: it waits for `digest release --monthly`"
+        if held_month(conn) == month
+        else "goes out after this issue unless you run `digest hold --monthly`"
+    )
+    return (
+        f"The monthly edition, {edition.subject!r}, {when}; to "
+        f"{deliveries.confirmed_readers(conn, 'monthly')} monthly reader(s).\n"
+        f"Monthly draft: {path} ({len(edition.posts)} posts): `digest preview --monthly` "
+        "to check.\n"
+    )
 
 
 def review(
@@ -264,6 +372,7 @@ def review(
         note = (
             f"Issue {issue.number} {when}.\n"
             + (f"It will be skipped: {quiet}.\n" if quiet else "")
+            + _monthly_note(settings, blogs, conn, slot=slot)
             + f"\nDraft: {summary.path} ({len(issue.posts)} posts). Edit it, then "
             "`digest preview` to check.\n\n"
             f"Feed health (for you only, never in the issue):\n{health}\n\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import webbrowser
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,11 +29,34 @@ SAMPLE_NAME = "Sample Reader"
 SAMPLE_TOKEN = "preview" + "0" * 36
 
 
+def _month(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from digest.issue.monthly import parse_month
+
+    try:
+        return parse_month(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command()
 @click.option("--no-fetch", is_flag=True, help="Do not fetch the feeds first: use what is stored.")
 @click.option("--force", is_flag=True, help="Fetch every feed, even those not due yet.")
+@click.option(
+    "--monthly",
+    is_flag=True,
+    help="Draft the monthly edition instead, from the weekly issues sent in the month "
+    "(no fetching): drafts/monthly-YYYY-MM.yaml.",
+)
+@click.option(
+    "--month",
+    metavar="YYYY-MM",
+    callback=_month,
+    help="With --monthly: the month it covers (default: the month before this one).",
+)
 @pass_app
-def draft(app: App, no_fetch: bool, force: bool) -> None:
+def draft(app: App, no_fetch: bool, force: bool, monthly: bool, month: str | None) -> None:
     """Fetch the feeds and create or refresh the draft of the next issue.
 
     The draft is a YAML file (drafts/<number>.yaml) to edit by hand: subject, intro, the order of
@@ -43,6 +67,12 @@ def draft(app: App, no_fetch: bool, force: bool) -> None:
     from digest.issue.draft import refresh_draft
 
     now = utcnow()
+    if month is not None and not monthly:
+        raise click.UsageError("--month goes with --monthly: `digest draft --monthly --month "
+                               f"{month}`")  # fmt: skip
+    if monthly:
+        _draft_monthly(app, month, now=now)
+        return
     if not no_fetch:
         report = gather_sync(app.settings, app.blogs, app.db, now=now, force=force)
         line = report.summary()
@@ -53,6 +83,29 @@ def draft(app: App, no_fetch: bool, force: bool) -> None:
             app.console.print("  `digest draft --force` fetches every feed now")
     summary = refresh_draft(app.settings, app.blogs, app.db, now=now)
     _print_summary(app, summary)
+
+
+def _draft_monthly(app: App, month: str | None, *, now: datetime) -> None:
+    from digest.issue.monthly import previous_month, refresh_monthly
+
+    month = month or previous_month(now, app.blogs.newsletter.schedule.tz)
+    summary = refresh_monthly(app.settings, app.blogs, app.db, month=month)
+    console = app.console
+    if summary.path is None:
+        console.print(summary.reason[0].upper() + summary.reason[1:], highlight=False)
+        return
+    verb = "Created" if summary.created else "Refreshed"
+    console.print(f"{verb} [bold]{summary.path}[/]", highlight=False)
+    console.print(
+        f"From weekly issue(s) {', '.join(map(str, summary.weekly))}: {summary.included} of "
+        f"{summary.entries} post(s) included; {summary.added} added by this run",
+        highlight=False,
+    )
+    if summary.top_posts is not None:
+        console.print("The last issue's most-clicked posts (for you only):")
+        for line in summary.top_posts or ["no clicks counted yet"]:
+            console.print(f"  - {line}", highlight=False, markup=False)
+    console.print("Edit the draft, then run `digest preview --monthly`.")
 
 
 def _print_summary(app: App, summary: DraftSummary) -> None:
@@ -105,12 +158,20 @@ def _print_summary(app: App, summary: DraftSummary) -> None:
 @click.option("--text", "show_text", is_flag=True, help="Print the text part.")
 @click.option("--to", "to", metavar="ADDRESS", help="Send one test copy to ADDRESS.")
 @click.option("--check", is_flag=True, help="Lint the issue; exit 1 listing every problem.")
+@click.option("--monthly", is_flag=True, help="Preview the monthly edition's draft instead.")
 @pass_app
 def preview(
-    app: App, out: Path, open_browser: bool, show_text: bool, to: str | None, check: bool
+    app: App,
+    out: Path,
+    open_browser: bool,
+    show_text: bool,
+    to: str | None,
+    check: bool,
+    monthly: bool,
 ) -> None:
     """Render the current draft exactly as a subscriber gets it."""
     from digest.issue.draft import load_issue
+    from digest.issue.monthly import load_monthly
     from digest.render import GMAIL_CLIP, HTML_BUDGET, encoded_size, render_issue
     from digest.render.caniemail import check as email_clients
     from digest.render.lint import base_url_problems, lint, markdown_problems
@@ -118,18 +179,22 @@ def preview(
     from digest.send.transport import deliver_one
 
     settings, blogs = app.settings, app.blogs
-    issue = load_issue(settings, blogs, app.db)
+    issue = (load_monthly if monthly else load_issue)(settings, blogs, app.db)
     rendered = render_issue(issue, blogs, base_url=settings.base_url, templates=settings.templates)
     base = settings.base_url
     unsubscribe_url = f"{base}/unsubscribe/{SAMPLE_TOKEN}"
     html, text = rendered.fill(
         unsubscribe_url=unsubscribe_url,
         preferences_url=f"{base}/preferences/{SAMPLE_TOKEN}",
-        web_url=f"{base}/archive/{issue.number}",
+        web_url=f"{base}/archive/{issue.key}",
         name=SAMPLE_NAME,
     )
     template = MessageTemplate.build(
-        rendered, newsletter=blogs.newsletter, settings=settings, issue_number=issue.number
+        rendered,
+        newsletter=blogs.newsletter,
+        settings=settings,
+        issue_number=issue.number,
+        archive_key=issue.key,
     )
     domain = blogs.newsletter.from_address.rpartition("@")[2]
     eml = template.message(

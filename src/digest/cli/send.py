@@ -13,21 +13,52 @@ from digest.issue.draft import current_draft, load_issue
 from digest.send.deliver import SendSummary, send_issue, sending_issue
 from digest.send.transport import describe_target
 from digest.store import deliveries, issues, utcnow
-from digest.store import subscribers as subscribers_store
 
 
-def send_plan(app: App) -> str:
-    """What `digest send` is about to do, for the confirmation prompt."""
+def send_plan(app: App, *, month: str | None = None) -> str:
+    """What `digest send` is about to do, for the confirmation prompt. ``month``: the monthly
+    edition of that month is the draft to send."""
     try:
-        return _plan(app)
+        return _plan(app, month)
     except DraftError:
         # Another sender on the same PostgreSQL froze the draft into an issue meanwhile: join it.
         if sending_issue(app.db) is None:
             raise
-        return _plan(app)
+        return _plan(app, month)
 
 
-def _plan(app: App) -> str:
+def monthly_to_send(app: App) -> str:
+    """The month of the monthly draft `--monthly` sends, or DraftError saying there is none."""
+    from digest.issue.monthly import current_month
+
+    month = current_month(app.settings, app.db)
+    if month is None:
+        raise DraftError(
+            "no monthly draft to send",
+            path=str(app.settings.drafts),
+            hint="`digest draft --monthly` composes the last month's edition",
+        )
+    return month
+
+
+def _monthly_plan(app: App, month: str, target: str) -> str:
+    from digest.issue.monthly import load_monthly
+    from digest.weekly import held_month
+
+    issue = load_monthly(app.settings, app.blogs, app.db, month)
+    held = (
+        "\nHeld: yes (a hold stops only the scheduler, not `digest send`)"
+        if held_month(app.db) == month
+        else ""
+    )
+    audience = deliveries.confirmed_readers(app.db, "monthly")
+    return (
+        f"Monthly edition {month}: {issue.subject!r}, {len(issue.posts)} posts\n"
+        f"Audience: {audience} confirmed monthly readers\nTarget: {target}{held}"
+    )
+
+
+def _plan(app: App, month: str | None = None) -> str:
     conn = app.db
     target = describe_target(app.settings)
     number = sending_issue(conn)
@@ -40,12 +71,14 @@ def _plan(app: App) -> str:
             f"Resume issue {number} ({subject!r}): {left} of {sum(found.values())} deliveries "
             f"left\nTarget: {target}"
         )
+    if month is not None:
+        return _monthly_plan(app, month, target)
     if current_draft(app.settings, conn) is None and deliveries.pending_issues(conn):
         return f"Retry the deferred deliveries of earlier issues\nTarget: {target}"
     issue = load_issue(app.settings, app.blogs, conn)
     from digest.weekly import held_issue  # feeds and scheduling: only when asked
 
-    audience = subscribers_store.counts_by_status(conn).get("confirmed", 0)
+    audience = deliveries.confirmed_readers(conn, "weekly")
     held = (
         "\nHeld: yes (a hold stops only the scheduler, not `digest send`)"
         if held_issue(conn) == issue.number
@@ -118,13 +151,19 @@ def show_summary(app: App, summary: SendSummary) -> None:
     help="Only help send an issue already being sent (another machine froze it, on a shared "
     "PostgreSQL); with none, say so and exit. For worker machines, from a timer.",
 )
+@click.option(
+    "--monthly",
+    is_flag=True,
+    help="Send the monthly edition's draft (drafts/monthly-YYYY-MM.yaml) to the monthly readers.",
+)
 @pass_app
-def send(app: App, yes: bool, dry_run: bool, force: bool, join: bool) -> None:
+def send(app: App, yes: bool, dry_run: bool, force: bool, join: bool, monthly: bool) -> None:
     """Send the current draft as the next issue, or resume an interrupted send."""
     if join and sending_issue(app.db) is None:
         app.console.print("Nothing to join: no issue is being sent")
         return
-    app.console.print(send_plan(app))
+    month = monthly_to_send(app) if monthly and sending_issue(app.db) is None else None
+    app.console.print(send_plan(app, month=month))
     if not dry_run:
         confirm_send(app, yes=yes, force=force, command="send")
     with Progress(
@@ -148,6 +187,7 @@ def send(app: App, yes: bool, dry_run: bool, force: bool, join: bool) -> None:
             dry_run=dry_run,
             progress=progress,
             join=join,
+            month=month,
         )
     show_summary(app, summary)
     if summary.finished and not summary.dry_run:

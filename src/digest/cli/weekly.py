@@ -83,8 +83,9 @@ def _when(app: App, moment: datetime | None) -> str:
 
 
 @main.command()
+@click.option("--monthly", is_flag=True, help="Hold the next monthly edition instead.")
 @pass_app
-def hold(app: App) -> None:
+def hold(app: App, monthly: bool) -> None:
     """Keep the next issue from going out at its scheduled time.
 
     Works before the issue is drafted too: the hold is on the issue number.
@@ -92,6 +93,9 @@ def hold(app: App) -> None:
     from digest.issue.draft import current_draft
     from digest.weekly import hold as hold_issue
 
+    if monthly:
+        _hold_monthly(app)
+        return
     number = hold_issue(app.db)
     if current_draft(app.settings, app.db) is None:
         app.console.print(
@@ -102,6 +106,20 @@ def hold(app: App) -> None:
         app.console.print(f"issue {number} is held: `digest release` sends it")
 
 
+def _hold_monthly(app: App) -> None:
+    from digest.issue.monthly import draft_path, label
+    from digest.weekly import hold_monthly
+
+    month = hold_monthly(app.settings, app.blogs, app.db, now=utcnow())
+    drafted = draft_path(app.settings, month).is_file()
+    state = "" if drafted else " (not drafted yet: the run that drafts it keeps it back)"
+    app.console.print(
+        f"the monthly edition of {label(month)} is held{state}: `digest release --monthly` "
+        "lets it go",
+        highlight=False,
+    )
+
+
 @main.command()
 @click.option("--no-send", is_flag=True, help="Only lift the hold; the next slot sends it.")
 @click.option("--yes", "-y", is_flag=True, help="Send without asking for confirmation.")
@@ -110,12 +128,16 @@ def hold(app: App) -> None:
     is_flag=True,
     help="Send a quiet week too (fewer posts than min_posts), or with DIGEST_BASE_URL unset.",
 )
+@click.option("--monthly", is_flag=True, help="Release the held monthly edition instead.")
 @pass_app
-def release(app: App, no_send: bool, yes: bool, force: bool) -> None:
+def release(app: App, no_send: bool, yes: bool, force: bool, monthly: bool) -> None:
     """Lift a hold and send the held issue now (showing it and asking first)."""
     from digest.weekly import held_issue
     from digest.weekly import release as release_issue
 
+    if monthly:
+        _release_monthly(app, no_send=no_send, yes=yes, force=force)
+        return
     number = held_issue(app.db)
     if number is None:
         release_issue(app.db)  # a spent hold is cleared
@@ -131,6 +153,41 @@ def release(app: App, no_send: bool, yes: bool, force: bool) -> None:
     release_issue(app.db)
     app.console.print(f"issue {number} released")
     show_summary(app, send_issue(app.settings, app.blogs, app.db, now=utcnow()))
+
+
+def _release_monthly(app: App, *, no_send: bool, yes: bool, force: bool) -> None:
+    """`digest release --monthly`: as the weekly release, for the held monthly edition."""
+    from digest.issue.monthly import draft_path, label
+    from digest.weekly import held_month, release_monthly
+
+    month = held_month(app.db)
+    if month is None:
+        release_monthly(app.db)  # a spent hold is cleared
+        app.console.print("no monthly edition was held")
+        return
+    name = f"the monthly edition of {label(month)}"
+    if no_send:
+        release_monthly(app.db)
+        app.console.print(f"{name} released: its scheduled run sends it", highlight=False)
+        return
+    half_sent = sending_issue(app.db)
+    if half_sent is not None:
+        raise DeliveryError(
+            f"issue {half_sent} is still being sent: {name} stays held",
+            hint="`digest send` finishes the interrupted issue; then `digest release --monthly` "
+            "again",
+        )
+    if not draft_path(app.settings, month).is_file():
+        raise DraftError(
+            f"{name} is held but not drafted yet",
+            hint=f"`digest draft --monthly --month {month}` creates it; `digest release "
+            "--monthly --no-send` only lifts the hold",
+        )
+    app.console.print(send_plan(app, month=month))
+    confirm_send(app, yes=yes, force=force, command="release --monthly")
+    release_monthly(app.db)
+    app.console.print(f"{name} released", highlight=False)
+    show_summary(app, send_issue(app.settings, app.blogs, app.db, now=utcnow(), month=month))
 
 
 def _check_release(app: App, number: int, *, force: bool) -> None:

@@ -316,7 +316,7 @@ def load_monthly(
     if month is None:
         raise DraftError(
             "no monthly draft",
-            path=str(settings.drafts / "monthly-YYYY-MM.yaml"),
+            path=str(settings.drafts),
             hint="run `digest draft --monthly` to compose the last month's edition",
         )
     path = draft_path(settings, month)
