@@ -585,3 +585,47 @@ def test_digest_inbound_refuses_without_email_blogs(
     code, out = invoke("--blogs", str(blogs_yaml), "--db", str(db_path), "inbound")
     assert code == 1
     assert "publishes by email" in out and "email: {from:" in out
+
+
+def test_a_missing_or_odd_inbox_never_stops_gathering(
+    tmp_path: Path, blogs_file: Path, inbox: Path, keys: Keys, db_path: Any
+) -> None:
+    blogs = load_blogs(blogs_file)
+    conn = connect(db_path)
+    try:
+        missing = Settings(base_url=BASE, inbox=tmp_path / "no-such-maildir")
+        report = run_gather(missing, blogs, conn, keys, only={"ann", "bob"})
+        ann = {r.blog: r for r in report.results}["ann"]
+        assert ann.status == "email" and "not a readable Maildir" in (ann.error or "")
+        settings = Settings(base_url=BASE, inbox=inbox, fetch_max_bytes=30_000)
+        big = deliver(inbox, letter(html="<p>" + "x" * 40_000 + "</p>"))
+        deliver(inbox, b"\x00\xff not a mail at all \r\n\r\n\xfe")
+        deliver(inbox, keys.sign(letter(message_id="<fine@letters.example>"), "letters.example"))
+        report = run_gather(settings, blogs, conn, keys, only={"ann", "bob"})
+        assert report.inbox.unreadable == [f"{big}: larger than DIGEST_FETCH_MAX_BYTES"]
+        assert "1 left unread in DIGEST_INBOX" in report.summary()
+        assert [p["blog"] for p in posts(conn)] == ["ann"]
+        assert ("", "quarantined", "not from a listed sender") in [
+            (b or "", s, r) for b, s, r in mail_rows(conn)
+        ]
+        assert os.listdir(inbox / "new") == [big]  # left for the curator to look at
+    finally:
+        conn.close()
+
+
+def test_the_sanitised_copy_survives_sloppy_html() -> None:
+    from digest.inbound.html import read_html
+
+    read = read_html(
+        "<html><head><title>Issue</title><body>"  # a <head> never closed
+        "<table><tr><td style='display:none'>preheader<td>Shown cell</tr></table>"
+        "<ul><li style='display:none'>hidden item<li>Kept item</ul>"
+        "<p>one<p>two &lt;3 <a href=' javascript:x()'>trap</a>"
+        "<a href='https://ok.example/?a=1&amp;b=&quot;2'>ok</a>"
+    )
+    assert read.paragraphs == ["Shown cell", "Kept item", "one", "two <3 trapok"]
+    assert read.safe == (
+        "<table><tr><td>Shown cell</td></tr></table><ul><li>Kept item</li></ul><p>one</p>"
+        '<p>two &lt;3 <a>trap</a><a href="https://ok.example/?a=1&amp;b=&quot;2" '
+        'rel="nofollow noopener noreferrer">ok</a></p>'
+    )

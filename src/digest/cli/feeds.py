@@ -60,12 +60,17 @@ def check(app: App, as_json: bool, blog_ids: tuple[str, ...]) -> None:
     since = utcnow() - timedelta(days=app.blogs.newsletter.lookback_days)
     mail = problems_since(app.db, since)
     if as_json:
-        out = _report_json(report) | {"mail": [_mail_json(m) for m in mail]}
+        out = _report_json(report) | {
+            "mail": [_mail_json(m) for m in mail],
+            "inbox_unread": report.inbox.unreadable,
+        }
         click.echo(json.dumps(out, indent=2, ensure_ascii=False))
         return
     _print_report(app, report)
     for note in mail:
         _print_mail(app, note)
+    for unread in report.inbox.unreadable:
+        app.console.print(f"[red]DIGEST_INBOX[/]: left unread: {unread}")
 
 
 def _report_json(report: GatherReport) -> dict[str, object]:

@@ -95,9 +95,11 @@ class GatherReport:
         total = sum(1 for r in self.results if r.status != "email")
         skipped = self.skipped
         line = f"fetched {total - len(skipped)} of {total} feeds: {self.new_posts} new post(s)"
-        letters = len(self.inbox.received)
+        letters, unreadable = len(self.inbox.received), len(self.inbox.unreadable)
         if letters:
             line += f"; {letters} mail(s) read from DIGEST_INBOX"
+        if unreadable:
+            line += f"; {unreadable} left unread in DIGEST_INBOX"
         if self.failed:
             line += f", {len(self.failed)} failing"
         if skipped:

@@ -40,6 +40,10 @@ _HIDDEN = re.compile(
     re.IGNORECASE,
 )
 _SAFE_HREF = re.compile(r"(https?://|mailto:)", re.IGNORECASE)
+# Skipping a hidden <td> or <p> whose end tag the HTML leaves implied (it may): the next one of
+# its kind, or the end of what holds it, ends the skip, so one sloppy cell cannot hide the rest.
+_IMPLIED = frozenset("p li td th tr dt dd".split())
+_HOLDERS = frozenset("table tbody thead tfoot tr ul ol dl div body html".split())
 
 
 @dataclass(slots=True)
@@ -74,9 +78,13 @@ class _Reader(HTMLParser):
             self._link(dict(attrs))
             return
         if self.skip is not None:
-            if tag == self.skip:
-                self.skip_depth += 1
-            return
+            if tag == self.skip and tag in _IMPLIED and self.skip_depth == 1:
+                self.skip = None  # the hidden one ended where this one starts
+            elif self.skip == "head" and tag == "body":
+                self.skip = None  # a <head> left open
+            else:
+                self.skip_depth += tag == self.skip
+                return
         values = dict(attrs)
         if tag in _DROP or _HIDDEN.search(values.get("style") or ""):
             if tag not in _VOID:
@@ -98,6 +106,8 @@ class _Reader(HTMLParser):
                 values.pop("href", None)
         if tag not in _KEEP:
             return
+        if tag in ("p", "a") and tag in self.open:  # neither nests: a new one ends the last
+            self._close(tag)
         kept = "".join(
             f' {name}="{html.escape(value, quote=True)}"'
             for name in _ATTRS.get(tag, ())
@@ -116,21 +126,30 @@ class _Reader(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         if self.skip is not None:
+            holder = self.skip in _IMPLIED and tag in _HOLDERS  # ends an implied end tag's skip
             if tag == self.skip:
                 self.skip_depth -= 1
-                if self.skip_depth == 0:
-                    self.skip = None
-            return
+            elif holder:
+                self.skip_depth = 0
+            if self.skip_depth > 0:
+                return
+            self.skip = None
+            if not holder:
+                return  # the hidden element's own end tag
         if tag in _BLOCKS:
             self._paragraph()
         if tag == "a":
             self._end_anchor()
-        if tag in self.open:  # close what it closes, so the copy is always well nested
-            while self.open:
-                top = self.open.pop()
-                self.out.append(f"</{top}>")
-                if top == tag:
-                    break
+        if tag in self.open:
+            self._close(tag)
+
+    def _close(self, tag: str) -> None:
+        """Close ``tag`` and whatever it holds, so the copy is always well nested."""
+        while self.open:
+            top = self.open.pop()
+            self.out.append(f"</{top}>")
+            if top == tag:
+                break
 
     def handle_data(self, data: str) -> None:
         if self.skip is not None:

@@ -3,8 +3,9 @@
 Each message in ``new/`` (and each one in ``cur/`` not yet flagged Seen, where a mail client may
 have moved it) is processed once, then renamed into ``cur/`` with the Seen flag (the Maildir
 convention: ``<name>:2,S``); the database also knows it by its Message-ID, so a second reader or
-a crash between the two changes nothing. A message that cannot be read is left where it is for
-the next run; a Maildir that is missing is one error line, never a failed gathering.
+a crash between the two changes nothing. A message that cannot be read (or is larger than
+DIGEST_FETCH_MAX_BYTES, the cap `digest inbound` applies too) is left where it is and named in
+the report; a Maildir that is missing is one error line, never a failed gathering.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def read_inbox(
         return report
     for path in waiting:
         try:
+            if path.stat().st_size > settings.fetch_max_bytes:
+                report.unreadable.append(f"{path.name}: larger than DIGEST_FETCH_MAX_BYTES")
+                continue
             raw = path.read_bytes()
         except FileNotFoundError:  # another reader took it
             continue
