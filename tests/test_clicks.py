@@ -1,7 +1,7 @@
 """Click counts (newsletter.click_counts): short links the same in every copy, a redirect that
 counts readers only, and `digest stats`. Real parts: aiosmtpd, the database, Starlette's
-TestClient with its lifespan (the counts are flushed at shutdown), `digest send` killed and
-resumed as a process."""
+TestClient with its lifespan (the counts are flushed every second and at shutdown, and wait out
+a database that refuses them), `digest send` killed and resumed as a process."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from html import unescape
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
@@ -28,6 +30,7 @@ from digest.render.links import edition_links, short_links
 from digest.send.deliver import send_issue
 from digest.store import clicks
 from digest.store import issues as issues_store
+from digest.store.db import transaction
 from digest.web import create_app
 from digest.web.redirect import counted
 from digest.weekly import review
@@ -362,3 +365,29 @@ def test_the_review_mail_shows_the_last_issues_top_posts(
     words = " ".join(note.get_content().split())
     top, other = titles[posts[2][1].post_id or ""], titles[posts[0][1].post_id or ""]
     assert f"Most clicked in issue 1: - {top}: 7 clicks - {other}: 1 click" in words
+
+
+def test_counts_wait_out_a_failing_database_and_are_written_once(
+    newsroom: Newsroom, caplog: pytest.LogCaptureFixture
+) -> None:
+    with transaction(newsroom.conn):
+        clicks.save_links(newsroom.conn, 1, [("https://blog.example.org/a", "p1", "blog")])
+    reader = {"user-agent": BROWSER}
+
+    def until(check: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 10
+        while not check():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    with _web(newsroom) as client:
+        with transaction(newsroom.conn):  # the flush now fails, for real, inside the database
+            newsroom.conn.execute("ALTER TABLE clicks RENAME TO clicks_away")
+        for _ in range(3):
+            assert client.get("/r/1/1", headers=reader, follow_redirects=False).status_code == 302
+        until(lambda: "click counts not written yet (3 clicks kept)" in caplog.text)
+        with transaction(newsroom.conn):
+            newsroom.conn.execute("ALTER TABLE clicks_away RENAME TO clicks")
+        until(lambda: _clicks(newsroom) == {1: 3})  # the next flush, every second
+        client.get("/r/1/1", headers=reader, follow_redirects=False)
+    assert _clicks(newsroom) == {1: 4}  # and the last one at shutdown: none lost, none twice
