@@ -200,6 +200,21 @@ def test_cli_add_with_cadence_and_list_shows_it(run, db_path: Path) -> None:  # 
     assert "--cadence [weekly|monthly]" in run("subscribers", "add", "--help").output
 
 
+def test_cli_import_names_a_bad_cadence(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "list.csv"
+    path.write_text("email,cadence\na@example.org,monthly\nb@example.org,biweekly\n")
+    failed = run("subscribers", "import", str(path), "--confirmed")
+    assert failed.exit_code == 1 and "Traceback" not in failed.output
+    text = " ".join(failed.output.split())
+    assert "line 3: unknown cadence 'biweekly'" in text and "nothing imported" in text
+    path.write_text("email,cadence\na@example.org,monthly\nb@example.org,\n")
+    done = run("subscribers", "import", str(path), "--confirmed")
+    assert done.exit_code == 0, done.output
+    exported = run("subscribers", "export")
+    rows = {r["email"]: r["cadence"] for r in csv.DictReader(io.StringIO(exported.output))}
+    assert rows == {"a@example.org": "monthly", "b@example.org": "weekly"}
+
+
 # --- CSV ------------------------------------------------------------------------------------
 
 

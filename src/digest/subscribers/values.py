@@ -113,7 +113,7 @@ def clean_cadence(value: str | None) -> str:
 
 
 def cadence_words(newsletter: Newsletter, cadence: str) -> str:
-    """What a reader of that cadence receives, for pages and mails: "the weekly issue of X"."""
+    """What a reader of that cadence receives, in the signup mails' words: "X every week"."""
     if cadence == "monthly":
         return f"the monthly edition of {newsletter.title}, the month's best, once a month"
     return f"{newsletter.title} every week"
