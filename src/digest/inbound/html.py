@@ -5,7 +5,8 @@ be bad: every tag and attribute not listed is dropped, so a script, a form, an i
 ``onload=`` or a ``style="background:url(...)"`` cannot survive by being new. Images go too
 (their alt text stays): a newsletter's images are how it learns who opened it, and the archived
 copy on digest's site must not tell the sender who reads it there. Links keep only http(s) and
-mailto targets.
+mailto targets; the links that act for the recipient (unsubscribe, preferences) are dropped,
+as they would let any visitor act for the curator's subscription.
 
 Hidden parts (``display:none`` preheaders, ``mso-hide:all`` Outlook fallbacks) are neither
 copied nor read as paragraphs: they are the "preview text" mail clients show, not the letter.
@@ -42,6 +43,13 @@ _HIDDEN = re.compile(
 _SAFE_HREF = re.compile(r"(https?://|mailto:)", re.IGNORECASE)
 # Skipping a hidden <td> or <p> whose end tag the HTML leaves implied (it may): the next one of
 # its kind, or the end of what holds it, ends the skip, so one sloppy cell cannot hide the rest.
+# A letter's links that act for its recipient (the curator's own address): unsubscribe, manage
+# preferences, forward. Published on digest's site, anyone could use them; they go, words too.
+_PERSONAL = re.compile(
+    r"unsub|opt[- ]?out|preferences|manage (your )?subscription|/manage\b|/profile\b|"
+    r"forward (this|to a friend)",
+    re.IGNORECASE,
+)
 _IMPLIED = frozenset("p li td th tr dt dd".split())
 _HOLDERS = frozenset("table tbody thead tfoot tr ul ol dl div body html".split())
 
@@ -68,7 +76,8 @@ class _Reader(HTMLParser):
         self.skip: str | None = None  # the tag whose content is being skipped
         self.skip_depth = 0
         self.text: list[str] = []  # the paragraph being read
-        self.anchor: tuple[str, list[str]] | None = None
+        # The open link: its href, its words, where it starts in out and in open.
+        self.anchor: tuple[str, list[str], int, int] | None = None
         self.result = ReadHtml(safe="")
 
     # --- structure -------------------------------------------------------------------------
@@ -100,14 +109,14 @@ class _Reader(HTMLParser):
         if tag == "a":
             self._end_anchor()
             href = (values.get("href") or "").strip()
-            if _SAFE_HREF.match(href):
-                self.anchor = (href, [])
-            else:
-                values.pop("href", None)
+            if not _SAFE_HREF.match(href):
+                return  # its words stay, as plain text
         if tag not in _KEEP:
             return
         if tag in ("p", "a") and tag in self.open:  # neither nests: a new one ends the last
             self._close(tag)
+        if tag == "a":
+            self.anchor = (href, [], len(self.out), len(self.open))
         kept = "".join(
             f' {name}="{html.escape(value, quote=True)}"'
             for name in _ATTRS.get(tag, ())
@@ -168,10 +177,15 @@ class _Reader(HTMLParser):
             self.result.canonical = self.result.canonical or href
 
     def _end_anchor(self) -> None:
-        if self.anchor is not None:
-            href, words = self.anchor
-            self.result.links.append(Link(href, " ".join("".join(words).split())))
-            self.anchor = None
+        if self.anchor is None:
+            return
+        href, words, at, depth = self.anchor
+        text = " ".join("".join(words).split())
+        self.result.links.append(Link(href, text))
+        self.anchor = None
+        if _PERSONAL.search(text) or _PERSONAL.search(href):
+            del self.out[at:]
+            del self.open[depth:]
 
     def _paragraph(self) -> None:
         text = " ".join("".join(self.text).split())
