@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from html import unescape
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
@@ -35,7 +36,7 @@ from digest.web import create_app
 from digest.web.redirect import counted
 from digest.weekly import review
 from plugins.feedserver import FeedServer
-from plugins.smtp import Newsroom, Received, SmtpServer
+from plugins.smtp import Newsroom, Received, SmtpServer, free_port
 
 BASE = "https://digest.example.org"
 SHORT = re.compile(re.escape(BASE) + r"/r/1/(\d+)")
@@ -281,9 +282,11 @@ def test_redirect_counts_readers_only(newsroom: Newsroom, smtp_server: SmtpServe
             assert "does not exist" in answer.text
     # Flushed at shutdown: two clicks, on that link only.
     assert _clicks(newsroom) == {post_n: 2}
-    with _web(newsroom) as client:  # a second server's counts add up
-        client.get(f"/r/1/{post_n}", headers=reader, follow_redirects=False)
-    assert _clicks(newsroom) == {post_n: 3}
+    # Two servers on one database at once (a fleet behind a balancer): their counts add up.
+    with _web(newsroom) as one, _web(newsroom) as two:
+        for client in (one, two, one):
+            client.get(f"/r/1/{post_n}", headers=reader, follow_redirects=False)
+    assert _clicks(newsroom) == {post_n: 5}
 
 
 def test_prefetch_and_scanner_rules() -> None:
@@ -391,3 +394,32 @@ def test_counts_wait_out_a_failing_database_and_are_written_once(
         until(lambda: _clicks(newsroom) == {1: 3})  # the next flush, every second
         client.get("/r/1/1", headers=reader, follow_redirects=False)
     assert _clicks(newsroom) == {1: 4}  # and the last one at shutdown: none lost, none twice
+
+
+def test_digest_serve_writes_the_counts_when_it_is_stopped(
+    newsroom: Newsroom, smtp_server: SmtpServer
+) -> None:
+    _ready(newsroom)
+    _send(newsroom, smtp_server)
+    port = free_port()
+    server = _digest(newsroom, smtp_server, "serve", "--port", str(port))
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, server.communicate()
+            time.sleep(0.05)
+        with httpx.Client(base_url=base, headers={"user-agent": BROWSER}) as client:
+            for n in (1, 2, 2):
+                assert client.get(f"/r/1/{n}").status_code == 302
+            assert client.get("/r/1/2", headers={"user-agent": "curl/8.5"}).status_code == 302
+    finally:
+        server.send_signal(signal.SIGTERM)  # at once: the counts are still in memory
+        _, log = server.communicate(timeout=30)
+    assert "Traceback" not in log, log
+    assert _clicks(newsroom) == {1: 1, 2: 2}
