@@ -16,9 +16,11 @@ from digest.config import BlogsFile, load_blogs
 from digest.errors import DraftError
 from digest.issue.monthly import compose, load_monthly, refresh_monthly
 from digest.models import Issue, IssuePost
+from digest.render import render_issue
 from digest.send.deliver import send_issue
 from digest.store import issues, transaction
 from digest.store.issues import freeze_issue, set_issue_status
+from plugins.browser import Chromium, assert_no_axe_violations, screenshot
 from plugins.editions import FIRST_OF_DECEMBER, NOVEMBER, Editions
 from plugins.website import BASE, Tags, Web, freeze
 
@@ -93,9 +95,10 @@ def test_annotated_first_then_most_clicked_then_the_rest_capped_per_category(
     ]
     assert posts[2].note == "The one to *read* this month."  # the curator's note is kept
 
-    # Without click counts: annotated, then issue order.
+    # Without click counts: annotated, then issue order; shown with a blog's posts together,
+    # each blog where its best-ranked post comes.
     plain = [p.id for p in compose([first, second], blogs) if p.category == "ml"]
-    assert plain == ["lilianweng-00000006", "sander-dieleman-00000001", "lilianweng-00000002"]
+    assert plain == ["lilianweng-00000006", "lilianweng-00000002", "sander-dieleman-00000001"]
 
 
 def test_posts_of_blogs_gone_from_blogs_yaml_are_left_out_and_a_gone_category_moves(
@@ -324,3 +327,39 @@ def test_the_archive_lists_monthly_editions_at_their_month_and_the_feed_carries_
     assert "The month in Blogs I like: November 2026" in feed
     sitemap = web.client.get("/sitemap.xml").text
     assert f"{BASE}/archive/2026-11" in sitemap and "/archive/202611" not in sitemap
+
+
+# --- the email in a browser ---------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_the_monthly_email_reads_well_at_375_and_1200_light_and_dark(
+    editions: Editions, chromium: Chromium
+) -> None:
+    room = editions.room
+    for when in NOVEMBER[:4]:
+        editions.weekly(when, notes={0: "The one to read *slowly* this month."})
+    settings = editions.settings()
+    path = refresh_monthly(settings, room.blogs, room.conn, month="2026-11").path
+    assert path is not None
+    path.write_text(
+        path.read_text().replace(
+            "intro: ''", "intro: 'Four weeks of slow computing, diffusion and *good* music.'"
+        )
+    )
+    edition = load_monthly(settings, room.blogs, room.conn)
+    html, _ = render_issue(edition, room.blogs, base_url=BASE_URL).fill(
+        unsubscribe_url=f"{BASE_URL}/unsubscribe/token",
+        preferences_url=f"{BASE_URL}/preferences/token",
+        web_url=f"{BASE_URL}/archive/2026-11",
+        name="Ada",
+    )
+    for width in (375, 1200):
+        for dark in (False, True):
+            page = chromium.page(width=width, dark=dark)
+            chromium.show_html(page, html)
+            masthead = page.locator(".masthead .small").inner_text()
+            assert masthead.startswith("The month in Blogs I like \u00b7 November 2026")
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            assert_no_axe_violations(page, f"the monthly email at {width} px")
+            screenshot(page, f"monthly-{width}-{'dark' if dark else 'light'}")

@@ -150,6 +150,31 @@ def test_a_month_without_a_weekly_issue_has_no_edition_and_the_run_says_so(
     assert list(settings.drafts.glob("monthly-2026-12*")) == []
 
 
+def test_a_broken_monthly_draft_never_fails_the_run_and_the_curator_is_told(
+    editions: Editions, feed_server: FeedServer
+) -> None:
+    room = editions.room
+    room.local_feeds(feed_server)
+    weekly_readers, _ = editions.readers(2, 2)
+    editions.weekly(NOVEMBER[3])
+    settings = editions.settings()
+    path = refresh_monthly(settings, room.blogs, room.conn, month="2026-11").path
+    assert path is not None
+    path.write_text(path.read_text().replace("subject: ", "subject:\n  - a list: "))
+    room.add_posts(1, at=FIRST_OF_DECEMBER - timedelta(days=1))
+    outcome = run_once(settings, room.blogs, room.conn, now=FIRST_OF_DECEMBER)
+    assert outcome.outcome == "sent" and outcome.sent is not None and outcome.sent.issue == 2
+    assert outcome.monthly.startswith(f"the monthly edition was not sent: {path}, line ")
+    assert monthly_copies(editions) == {}
+    assert all(editions.copies()[a] == 2 for a in weekly_readers)
+    [told] = [m.message for m in editions.server.messages if m.rcpt_tos == ["curator@example.org"]]
+    assert told["Subject"] == "digest: the monthly edition was not sent"
+    body = words(told.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+    assert "expected text, found a list" in body and "digest send --monthly" in body
+    run = room.conn.execute("SELECT outcome FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    assert run[0] == "sent"  # not 'failed': no retry of the weekly job
+
+
 def test_review_mode_says_the_monthly_edition_is_coming(
     editions: Editions, feed_server: FeedServer
 ) -> None:

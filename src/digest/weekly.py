@@ -20,7 +20,7 @@ from email.utils import make_msgid, parseaddr
 
 from digest import report
 from digest.config import BlogsFile, Settings
-from digest.errors import ConfigError
+from digest.errors import ConfigError, DraftError
 from digest.feeds.gather import GatherReport, gather_sync
 from digest.issue import monthly
 from digest.issue.draft import DraftSummary, current_draft, load_issue, refresh_draft
@@ -45,6 +45,7 @@ class WeeklyOutcome:
     reason: str = ""
     monthly: str = ""  # what became of the monthly edition, in words; "": not its time
     monthly_sent: SendSummary | None = None
+    monthly_error: DraftError | None = None  # its draft is broken: mailed to the curator
 
     def line(self) -> str:
         if self.sent is not None:
@@ -168,7 +169,13 @@ def _job(
     settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime
 ) -> WeeklyOutcome:
     result = _weekly(settings, blogs, conn, now=now)
-    result.monthly, result.monthly_sent = _monthly(settings, blogs, conn, now=now)
+    try:
+        result.monthly, result.monthly_sent = _monthly(settings, blogs, conn, now=now)
+    except DraftError as exc:
+        # The weekly issue went out: a broken monthly draft must not fail the run (a failed
+        # run is retried, and would draft and send the next weekly issue early).
+        result.monthly = f"the monthly edition was not sent: {exc}"
+        result.monthly_error = exc
     return result
 
 
@@ -292,10 +299,23 @@ def _report_trouble(
         ),
         report.send_trouble(result.sent) if result.sent is not None else None,
         report.send_trouble(result.monthly_sent) if result.monthly_sent is not None else None,
+        _monthly_trouble(result.monthly_error) if result.monthly_error is not None else None,
     ]
     for mail in mails:
         if mail is not None:
             report.send_report(settings, blogs, conn, mail)
+
+
+def _monthly_trouble(error: DraftError) -> report.Report:
+    hint = f"\nHint: {error.hint}" if error.hint else ""
+    return report.Report(
+        subject="digest: the monthly edition was not sent",
+        text=(
+            f"The weekly issue went out; the monthly edition did not:\n\n{error}{hint}\n\n"
+            "Fix the draft, then `digest preview --monthly` and `digest send --monthly` (or wait "
+            "for the next run, which sends it).\n"
+        ),
+    )
 
 
 # --- review mode ------------------------------------------------------------------------------

@@ -109,8 +109,8 @@ def compose(
     clicks: Mapping[str, int] | None = None,
 ) -> list[IssuePost]:
     """The month's posts from its weekly issues (in issue order), ranked and capped per
-    category, in blogs.yaml category order. Posts of blogs no longer in blogs.yaml are left
-    out; a post whose category is gone moves to its blog's."""
+    category, in blogs.yaml category order, a blog's posts together. Posts of blogs no longer
+    in blogs.yaml are left out; a post whose category is gone moves to its blog's."""
     seen: set[str] = set()
     posts: list[IssuePost] = []
     for issue in weekly:
@@ -138,8 +138,17 @@ def compose(
         if taken.get(post.category, 0) < cap:
             taken[post.category] = taken.get(post.category, 0) + 1
             chosen.append((position, post))
-    # stable: within a category the ranking stays the display order
-    chosen.sort(key=lambda item: order.get(item[1].category, len(order)))
+    # Shown by category (blogs.yaml order), then by blog as the weekly issue shows them: each
+    # blog where its best-ranked post comes, its posts together in rank order.
+    lead: dict[tuple[str, str], int] = {}
+    for rank_no, (_, post) in enumerate(chosen):
+        lead.setdefault((post.category, post.blog), rank_no)
+    chosen.sort(
+        key=lambda item: (
+            order.get(item[1].category, len(order)),
+            lead[(item[1].category, item[1].blog)],
+        )
+    )
     return [post for _, post in chosen]
 
 
