@@ -334,7 +334,10 @@ def test_stats_per_post_per_blog_and_shares(newsroom: Newsroom, smtp_server: Smt
     code, out = _cli(newsroom, "1", "--last", "3")
     words = " ".join(out.split())
     assert code == 0 and "Issue 1" in words and "8 clicks" in words
-    assert got["posts"][0]["title"] in words and "Share of clicks, last 1 issue" in words
+    assert (
+        got["posts"][0]["title"] in words
+        and "Each blog's share of the clicks, last 1 issue" in words
+    )
     code, out = _cli(newsroom, "7")
     assert code == 1 and "issue 7 is not in the archive" in out
 

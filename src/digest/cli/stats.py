@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+from rich import box
 from rich.table import Table
 
 from digest.cli import App, main, pass_app
@@ -48,25 +49,30 @@ def stats(app: App, issue: int | None, last: int, as_json: bool) -> None:
     _show(app, found)
 
 
+def _table(*headers: str) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column(headers[0], justify="right")
+    for header in headers[1:]:
+        table.add_column(header)
+    return table
+
+
 def _show(app: App, found: IssueClicks) -> None:
     out = app.console.print
-    out(f"Issue {found.issue} {found.subject!r}: {found.clicks} clicks")
-    posts = Table("clicks", "post", "blog", title="Per post", title_justify="left")
+    out(f"Issue {found.issue} {found.subject!r}: {found.clicks} clicks on its links")
+    posts = _table("clicks", "post", "blog")
     for post in found.posts:
-        posts.add_row(str(post.clicks), post.title, post.blog)
+        known = app.blogs.blog(post.blog)
+        posts.add_row(str(post.clicks), post.title, known.name if known else post.blog)
     out(posts)
-    blogs = Table("clicks", "blog", title="Per blog", title_justify="left")
+    out("Per blog (its home page and its posts):")
+    blogs = _table("clicks", "blog")
     for blog in found.blogs:
         blogs.add_row(str(blog.clicks), blog.name)
     out(blogs)
     span = len(found.shares_over)
-    shares = Table(
-        "share",
-        "clicks",
-        "blog",
-        title=f"Share of clicks, last {span} {'issue' if span == 1 else 'issues'}",
-        title_justify="left",
-    )
+    out(f"Each blog's share of the clicks, last {span} {'issue' if span == 1 else 'issues'}:")
+    shares = _table("share", "clicks", "blog")
     for blog in found.shares:
         shares.add_row(f"{blog.share:.0%}", str(blog.clicks), blog.name)
     out(shares)
