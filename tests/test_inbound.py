@@ -295,6 +295,8 @@ def test_a_letter_without_a_web_copy_is_archived_and_served_sanitised(
         assert page.status_code == 200
         body = page.text
         assert "Sundays are for: slow mornings" in body and "Ann&#39;s letters" in body
+        # The letter's own heading repeats the subject, which the page shows: once only.
+        assert body.count("Sundays are for: slow mornings</h1>") == 1
         assert "slow ambient records while the kettle warmed" in body
         assert '<a href="https://music.example/album" rel="nofollow noopener noreferrer">' in body
         assert "The cover of Music for Airports" in body  # an image's alt text stays

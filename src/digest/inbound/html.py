@@ -69,8 +69,10 @@ class ReadHtml:
 
 
 class _Reader(HTMLParser):
-    def __init__(self) -> None:
+    def __init__(self, title: str | None) -> None:
         super().__init__(convert_charrefs=True)
+        self.title = " ".join(title.split()).casefold() if title else None
+        self.heading: tuple[str, int, int] | None = None  # an h1/h2 that may repeat the title
         self.out: list[str] = []
         self.open: list[str] = []  # copied tags not closed yet
         self.skip: str | None = None  # the tag whose content is being skipped
@@ -124,6 +126,8 @@ class _Reader(HTMLParser):
         )
         if tag == "a" and "href" in values:
             kept += ' rel="nofollow noopener noreferrer"'
+        if tag in ("h1", "h2") and self.title is not None:
+            self.heading = (tag, len(self.out), len(self.open))
         self.out.append(f"<{tag}{kept}>")
         if tag not in _VOID:
             self.open.append(tag)
@@ -145,6 +149,8 @@ class _Reader(HTMLParser):
             self.skip = None
             if not holder:
                 return  # the hidden element's own end tag
+        if self.heading is not None and tag == self.heading[0]:
+            self._end_heading()
         if tag in _BLOCKS:
             self._paragraph()
         if tag == "a":
@@ -187,6 +193,16 @@ class _Reader(HTMLParser):
             del self.out[at:]
             del self.open[depth:]
 
+    def _end_heading(self) -> None:
+        """The letter's own heading, when it repeats the title the page shows above it, goes."""
+        assert self.heading is not None
+        _, at, depth = self.heading
+        self.heading = None
+        if " ".join("".join(self.text).split()).casefold() == self.title:
+            del self.out[at:]
+            del self.open[depth:]
+            self.title = None  # once
+
     def _paragraph(self) -> None:
         text = " ".join("".join(self.text).split())
         if text:
@@ -202,8 +218,10 @@ class _Reader(HTMLParser):
         return self.result
 
 
-def read_html(markup: str) -> ReadHtml:
-    reader = _Reader()
+def read_html(markup: str, *, title: str | None = None) -> ReadHtml:
+    """``title``: the letter's subject; a heading repeating it is left out of the copy (the
+    page shows it already), though not out of the paragraphs."""
+    reader = _Reader(title)
     reader.feed(markup)
     return reader.finish()
 

@@ -65,7 +65,7 @@ def parse_letter(raw: bytes) -> Letter:
     assert isinstance(message, EmailMessage)
     message_id = _header(message, "message-id") or None
     subject = " ".join(_header(message, "subject").split())
-    read = _read_body(message)
+    read = _read_body(message, subject)
     paragraphs = [p for p in read.paragraphs if not _is_boilerplate(p) and p != subject]
     real = [p for p in paragraphs if len(p.split()) >= LEDE_WORDS] or paragraphs
     text = " ".join(read.paragraphs)
@@ -92,7 +92,7 @@ def _header(message: EmailMessage, name: str) -> str:
     return str(value) if value is not None else ""
 
 
-def _read_body(message: EmailMessage) -> ReadHtml:
+def _read_body(message: EmailMessage, subject: str) -> ReadHtml:
     part = message.get_body(preferencelist=("html", "plain"))  # one walk: headers cost here
     if part is None:
         return ReadHtml(safe="")
@@ -104,7 +104,7 @@ def _read_body(message: EmailMessage) -> ReadHtml:
     if not isinstance(content, str):
         return ReadHtml(safe="")
     if part.get_content_subtype() == "html":
-        return read_html(content)
+        return read_html(content, title=subject)
     return _read_text(content)
 
 
