@@ -100,6 +100,7 @@ class Redirects:
         self.misses: dict[int, float] = {}  # issue -> when it had no links
         self.pending: Counter[tuple[int, int]] = Counter()  # clicks not yet written
         self._flusher: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     async def follow(self, request: Request) -> Response:
         issue, n = request.path_params["issue"], request.path_params["n"]
@@ -130,11 +131,15 @@ class Redirects:
 
     def start(self) -> None:
         """Flush every FLUSH_EVERY seconds until ``close`` (the app's lifespan)."""
+        self._stop = asyncio.Event()
         self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
     async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_EVERY)
+        # Never cancelled in the middle of a write: ``close`` sets the event, and the loop ends
+        # after one last flush, so no batch is dropped between memory and the database.
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), FLUSH_EVERY)
             try:
                 await self.flush()
             except Exception:  # a bug: logged, and the counting goes on
@@ -156,12 +161,12 @@ class Redirects:
             log.warning("click counts not written yet (%d clicks kept): %s", batch.total(), exc)
 
     async def close(self) -> None:
-        """Stop the flusher and write what is left."""
+        """Write what is left, and stop flushing."""
         if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+            self._stop.set()
+            await self._flusher
             self._flusher = None
-        await self.flush()
+        else:
+            await self.flush()
         if self.pending:
             log.error("%d clicks could not be written before shutdown", self.pending.total())
