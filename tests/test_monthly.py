@@ -5,6 +5,7 @@ weekly numbering, sent exactly once to the monthly readers only, and published a
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,8 +53,12 @@ def _weekly(number: int, posts: list[IssuePost]) -> Issue:
 
 
 def _cap(blogs_yaml: Path, n: int) -> BlogsFile:
-    monthly = f"  mode: auto\n  monthly:\n    max_per_category: {n}"
-    blogs_yaml.write_text(blogs_yaml.read_text().replace("  mode: auto", monthly))
+    text = blogs_yaml.read_text()
+    if re.search(r"^    max_per_category:", text, flags=re.M):
+        text = re.sub(r"^    max_per_category: \d+", f"    max_per_category: {n}", text, flags=re.M)
+    else:
+        text = text.replace("  mode: auto", f"  mode: auto\n  monthly:\n    max_per_category: {n}")
+    blogs_yaml.write_text(text)
     blogs = load_blogs(blogs_yaml)
     assert blogs.newsletter.monthly.max_per_category == n
     return blogs
