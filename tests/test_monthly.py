@@ -238,6 +238,8 @@ def test_weekly_readers_get_no_monthly_copy_and_monthly_readers_exactly_one(
     masthead = html[html.index('class="small"') :]
     assert ">The month in Blogs I like \u00b7 November 2026 \u00b7 curated by" in masthead
     assert "Issue 202611" not in html and "Issue 202611" not in text
+    # The inbox preview line: the month's posts, not "new" ones.
+    assert re.search(r"November 2026: \d+ posts from [^<]+\.", html)
     assert " ".join(text.split()).count("The month in Blogs I like \u00b7 November 2026") == 1
     assert f"{BASE_URL}/archive/2026-11" in text
     assert (settings.drafts / "sent" / "monthly-2026-11.yaml").is_file()

@@ -132,7 +132,7 @@ def test_a_held_edition_waits_and_release_monthly_asks_then_sends_it_once(
 
 
 def test_a_month_without_a_weekly_issue_has_no_edition_and_the_run_says_so(
-    editions: Editions, feed_server: FeedServer
+    editions: Editions, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     room = editions.room
     room.local_feeds(feed_server)
@@ -141,10 +141,13 @@ def test_a_month_without_a_weekly_issue_has_no_edition_and_the_run_says_so(
     settings = editions.settings()
     room.add_posts(1, at=FIRST_OF_DECEMBER + timedelta(weeks=4, days=-1))
     january = FIRST_OF_DECEMBER + timedelta(weeks=4)  # 4 January 2027: nothing sent in December
-    # (the November edition is caught up by this run: its first slot was never run)
-    outcome = run_once(settings, room.blogs, room.conn, now=january)
-    assert outcome.monthly == (
-        "no weekly issue was sent in December 2026: no monthly edition to compose"
+    # `digest run --once` on that Monday (the clock is the one thing not real here)
+    monkeypatch.setattr("digest.cli.weekly.utcnow", lambda: january)
+    code, out = cli(editions, "run", "--once")
+    assert code == 0, out
+    assert "Issue 2: sent 1, deferred 0" in out
+    assert out.endswith(
+        "No weekly issue was sent in December 2026: no monthly edition to compose"
     )
     assert issues.get_monthly(room.conn, "2026-12") is None
     assert list(settings.drafts.glob("monthly-2026-12*")) == []
@@ -239,6 +242,12 @@ def test_draft_preview_and_send_monthly_from_the_command_line(editions: Editions
     # The weekly commands are untouched by it.
     code, out = cli(editions, "preview", "--out", str(room.root / "weekly-preview"))
     assert code == 1 and "no draft of the next issue" in out
+
+    code, out = cli(editions, "send", "--monthly", "--dry-run")
+    assert code == 0, out
+    assert "Dry run of issue 202611: 2 message(s) built" in out and "the draft is kept" in out
+    assert path.is_file() and monthly_copies(editions) == {}
+    assert issues.get_monthly(room.conn, "2026-11") is None
 
     code, out = cli(editions, "send", "--monthly", "--yes")
     assert code == 0, out

@@ -59,6 +59,8 @@ def run(app: App, once: bool, every: int, force: bool) -> None:
         app.console.print(outcome.line())
     else:
         show_summary(app, outcome.sent)
+        if outcome.monthly:  # what became of the monthly edition, after the weekly issue
+            app.console.print(outcome.monthly[0].upper() + outcome.monthly[1:], highlight=False)
 
 
 def _print_gathered(app: App, gathered: GatherReport) -> None:

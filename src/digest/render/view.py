@@ -377,7 +377,10 @@ def preheader(view: IssueView) -> str:
         count = view.posts
         if count:
             noun = "post" if count == 1 else "posts"
-            text = f"{count} new {noun} from {_join(names)}."
+            if view.month:  # the monthly edition: the month's best, not new posts
+                text = f"{view.month}: {count} {noun} from {_join(names)}."
+            else:
+                text = f"{count} new {noun} from {_join(names)}."
         elif view.archive is not None:
             text = f"From the archive: {view.archive.post.title}"
         else:
