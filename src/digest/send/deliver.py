@@ -38,9 +38,8 @@ from digest.send.loop import Progress, SendLoop
 from digest.send.stop import STOP, Stopped
 from digest.send.summary import SendSummary
 from digest.send.transport import Transport, run_sync
-from digest.store import clicks
+from digest.store import clicks, dialect
 from digest.store import deliveries as ledger
-from digest.store import dialect
 from digest.store import issues as issues_store
 from digest.store.copy import copy_database
 from digest.store.db import Connection, connect, log_event, transaction

@@ -42,8 +42,8 @@ from digest.send.bounces import Bounce
 from digest.send.message import MessageTemplate, wire_address
 from digest.send.stop import StopRequest
 from digest.send.transport import Reply, Transport
-from digest.store import deliveries as ledger
 from digest.store import clicks, dialect
+from digest.store import deliveries as ledger
 from digest.store import issues as issues_store
 from digest.store.db import Connection, transaction, ts
 
