@@ -325,6 +325,9 @@ def test_a_bad_cadence_is_a_400_form_error(web: Web) -> None:
     assert "unknown cadence 'daily' (choose weekly or monthly)" in _words(page.text)
     assert error.get("role") == "alert"
     assert web.status("ann@example.org") is None and web.mails() == []
+    # Another mistake keeps the choice made: the form comes back with Monthly checked.
+    again = web.subscribe("not an address", cadence="monthly")
+    assert again.status_code == 400 and _radios(again.text) == {"weekly": False, "monthly": True}
 
 
 def test_the_subscribe_box_of_an_archived_issue_offers_the_choice(web: Web) -> None:

@@ -51,6 +51,7 @@ class Publication:
         email: str = "",
         name: str = "",
         chosen: set[str] | None = None,
+        cadence: str = "weekly",
     ) -> HTMLResponse:
         site = self.site
         issues = await site.db.run(lambda c: list_issues(c, kind="weekly")[:RECENT])
@@ -66,6 +67,7 @@ class Publication:
             email=email,
             name=name,
             chosen=chosen if chosen is not None else {c.id for c in self.site.blogs.categories},
+            cadence=cadence,
             form_token=self.site.token_for("subscribe"),
         )
 

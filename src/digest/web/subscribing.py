@@ -56,6 +56,7 @@ class Subscribing:
                     email=email,
                     name=name,
                     chosen=set(chosen),
+                    cadence=cadence.strip().lower(),
                 )
             if not await self.site.address_limiter.allow(mailbox(address)):
                 return self.site.too_many()
