@@ -143,6 +143,6 @@ def test_sitemap_and_robots(web: Web) -> None:
     assert robots.status_code == 200 and robots.headers["content-type"].startswith("text/plain")
     lines = robots.text.splitlines()
     assert lines[0] == "User-agent: *"
-    for private in ("/confirm/", "/unsubscribe/", "/preferences/"):
+    for private in ("/confirm/", "/unsubscribe/", "/preferences/", "/r/"):
         assert f"Disallow: {private}" in lines
     assert f"Sitemap: {BASE}/sitemap.xml" in lines

@@ -17,7 +17,8 @@ from digest.config import BlogsFile
 from digest.store.issues import ArchivedIssue
 
 SITEMAP = "http://www.sitemaps.org/schemas/sitemap/0.9"
-PRIVATE = ("/confirm/", "/unsubscribe/", "/preferences/")  # behind a personal token
+# Behind a personal token; and the short links of click counts, which a crawler would count.
+PRIVATE = ("/confirm/", "/unsubscribe/", "/preferences/", "/r/")
 
 
 def _iso(moment: datetime) -> str:
