@@ -235,12 +235,14 @@ def test_weekly_readers_get_no_monthly_copy_and_monthly_readers_exactly_one(
     assert mail["Subject"] == "The month in Blogs I like: November 2026"
     html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    masthead = html[html.index('class="small"') :]
-    assert ">The month in Blogs I like \u00b7 November 2026 \u00b7 curated by" in masthead
+    masthead = html[html.index("<h1") : html.index("</p>", html.index('class="small"'))]
+    assert ">The month in Blogs I like</a></h1>" in masthead
+    assert ">November 2026 \u00b7 curated by" in masthead
     assert "Issue 202611" not in html and "Issue 202611" not in text
     # The inbox preview line: the month's posts, not "new" ones.
     assert re.search(r"November 2026: \d+ posts from [^<]+\.", html)
-    assert " ".join(text.split()).count("The month in Blogs I like \u00b7 November 2026") == 1
+    assert " ".join(text.split()).count("The month in Blogs I like") == 1
+    assert "November 2026 \u00b7 curated by The curator" in " ".join(text.split())
     assert f"{BASE_URL}/archive/2026-11" in text
     assert (settings.drafts / "sent" / "monthly-2026-11.yaml").is_file()
 
@@ -365,8 +367,9 @@ def test_the_monthly_email_reads_well_at_375_and_1200_light_and_dark(
         for dark in (False, True):
             page = chromium.page(width=width, dark=dark)
             chromium.show_html(page, html)
+            assert page.locator(".masthead h1").inner_text() == "The month in Blogs I like"
             masthead = page.locator(".masthead .small").inner_text()
-            assert masthead.startswith("The month in Blogs I like \u00b7 November 2026")
+            assert masthead.startswith("November 2026 \u00b7 curated by")
             assert page.evaluate("document.documentElement.scrollWidth") <= width
             assert_no_axe_violations(page, f"the monthly email at {width} px")
             screenshot(page, f"monthly-{width}-{'dark' if dark else 'light'}")

@@ -234,7 +234,8 @@ def test_draft_preview_and_send_monthly_from_the_command_line(editions: Editions
     assert code == 0, out
     html = (preview / "preview.html").read_text()
     text = (preview / "preview.txt").read_text()
-    assert "The month in Blogs I like \u00b7 November 2026" in words(text)
+    assert text.startswith("The month in Blogs I like\n")
+    assert "November 2026 \u00b7 curated by" in words(text)
     assert "Read on the web: https://digest.example.org/archive/2026-11" in text
     assert "The month in Blogs I like" in html and "Issue 202611" not in html
     eml = message_from_bytes((preview / "preview.eml").read_bytes(), policy=default)
