@@ -30,7 +30,7 @@ import asyncio
 import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from html.parser import HTMLParser
@@ -42,7 +42,7 @@ import httpx
 from digest import net
 from digest.config import BlogsFile, Settings
 from digest.errors import ConfigError, DigestError, LockedError
-from digest.send import lock
+from digest.send.lock import named_lock
 from digest.send.transport import run_sync
 from digest.store import transaction
 from digest.store import webmentions as store
@@ -292,11 +292,6 @@ def require(settings: Settings, blogs: BlogsFile) -> None:
         )
 
 
-def _lock(settings: Settings) -> AbstractContextManager[object]:
-    doing = "sending webmentions"
-    if settings.db_file is None:
-        return lock._advisory_lock(settings.db, "webmentions", doing)
-    return lock._file_lock(lock.lock_path(settings, "webmentions"), doing)
 
 
 def _enqueue(settings: Settings, conn: Connection, issue: int | None, now: datetime) -> None:
@@ -335,7 +330,7 @@ def send_webmentions(
     now. Raises ConfigError when off or without DIGEST_BASE_URL, LockedError when another
     process is sending them."""
     require(settings, blogs)
-    with _lock(settings):
+    with named_lock(settings, "webmentions", "sending webmentions"):
         _enqueue(settings, conn, issue, now)
         due = store.due(conn, issue)
         if not due:

@@ -53,11 +53,17 @@ def send_lock(settings: Settings) -> AbstractContextManager[object]:
 
 
 def job_lock(settings: Settings) -> AbstractContextManager[object]:
-    """Held for a whole weekly job (gather, draft, send): one scheduler or cron run at a time,
-    on one machine (a file lock) or on all that share a PostgreSQL (an advisory lock)."""
+    """Held for a whole weekly job (gather, draft, send): one scheduler or cron run at a time."""
+    return named_lock(settings, "job", "running the weekly job")
+
+
+def named_lock(settings: Settings, name: str, doing: str) -> AbstractContextManager[object]:
+    """One process at a time for ``name`` (the job, sending webmentions), on one machine (a
+    file lock beside the SQLite file) or on all that share a PostgreSQL (an advisory lock);
+    the loser gets ``LockedError`` naming the holder and what it is ``doing``."""
     if settings.db_file is None:
-        return _advisory_lock(settings.db, "job", "running the weekly job")
-    return _file_lock(lock_path(settings, "job"), "running the weekly job")
+        return _advisory_lock(settings.db, name, doing)
+    return _file_lock(lock_path(settings, name), doing)
 
 
 @contextmanager
