@@ -25,23 +25,18 @@ tried again after a day. It never stops the issue.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import warnings
-from collections import defaultdict
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
-import httpx
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from digest.config import Settings
 from digest.errors import DigestError
 from digest.models import Issue, IssuePost, Post, Thumbnail
-from digest.net import FetchError, get, new_client
+from digest.net import Fetched, fetch_each, reason
 from digest.store import images as store
 from digest.store import posts as store_posts
 from digest.store.db import Connection
@@ -132,43 +127,11 @@ def shown_size(width: int, height: int) -> tuple[int, int]:
 # --- fetching (draft time) --------------------------------------------------------------------
 
 
-async def _fetch_all(settings: Settings, urls: list[str]) -> dict[str, Resized | str]:
-    everyone = asyncio.Semaphore(settings.fetch_concurrency)
-    per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
-        lambda: asyncio.Semaphore(settings.fetch_per_host)
-    )
-    out: dict[str, Resized | str] = {}
-
-    async def one(client: httpx.AsyncClient, url: str) -> None:
-        async with everyone, per_host[(urlsplit(url).hostname or "").lower()]:
-            try:
-                fetched = await get(
-                    client, url, settings=settings, max_bytes=settings.fetch_max_bytes
-                )
-                kind = fetched.content_type.split(";")[0].strip().lower()
-                if kind and not kind.startswith("image/"):
-                    raise ImageError(f"not an image ({kind})")
-                out[url] = await asyncio.to_thread(resize, fetched.body)
-            except FetchError as exc:
-                out[url] = exc.reason
-            except ImageError as exc:
-                out[url] = exc.message
-
-    async with new_client(settings, accept=ACCEPT) as client:
-        await asyncio.gather(*(one(client, url) for url in urls))
-    return out
-
-
-def _run_fetch(settings: Settings, urls: list[str]) -> dict[str, Resized | str]:
-    """_fetch_all to completion, from sync code; in a thread of its own when this thread
-    already runs an event loop (asyncio.run refuses to nest: Playwright's sync API, a job
-    started from async code)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_fetch_all(settings, urls))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-images") as pool:
-        return pool.submit(lambda: asyncio.run(_fetch_all(settings, urls))).result()
+def _thumbnail(fetched: Fetched) -> Resized:
+    kind = fetched.content_type.split(";")[0].strip().lower()
+    if kind and not kind.startswith("image/"):
+        raise ImageError(f"not an image ({kind})")
+    return resize(fetched.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +155,7 @@ def cache_thumbnails(
         or (row.error is not None and now - row.fetched_at >= RETRY_AFTER)
     ]
     if due:
-        for url, result in _run_fetch(settings, due).items():
+        for url, result in fetch_each(settings, due, _thumbnail, accept=ACCEPT).items():
             if isinstance(result, Resized):
                 store.save_image(
                     conn,
@@ -204,7 +167,7 @@ def cache_thumbnails(
                     now=now,
                 )
             else:
-                store.save_failure(conn, url, error=result, now=now)
+                store.save_failure(conn, url, error=reason(result), now=now)
         stored = store.get_images(conn, [store.image_key(u) for u in urls])
     skipped: list[Skipped] = []
     for post in wanted:

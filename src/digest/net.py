@@ -24,7 +24,12 @@ import asyncio
 import ipaddress
 import socket
 import ssl
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -34,6 +39,8 @@ from digest.errors import DigestError
 
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_KEEP_METHOD = frozenset({307, 308})  # the only redirects a POST follows as a POST
+T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -48,6 +55,11 @@ class FetchError(DigestError):
 
 class TargetRefused(FetchError):
     """The URL resolves to an address digest must not reach (the SSRF guard)."""
+
+
+def reason(error: DigestError) -> str:
+    """The short words for the curator's feed health: a fetch's reason, else the message."""
+    return error.reason if isinstance(error, FetchError) else error.message
 
 
 def refusal(address: Address) -> str | None:
@@ -131,36 +143,108 @@ async def get(
         raise FetchError(f"{type(exc).__name__}: {exc}".rstrip(": "), url=url) from None
 
 
-async def _get(client: httpx.AsyncClient, url: str, allow: bool, max_bytes: int) -> Fetched:
+async def exchange(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    allow_private: bool,
+    data: Mapping[str, str] | None = None,
+) -> tuple[str, httpx.Response]:
+    """``method`` to a third-party ``url``, redirects followed hop by hop (a POST only through
+    307 and 308, which keep it a POST), each hop resolved, guarded and pinned to the address
+    checked. Returns the final URL and the response, its body unread: the caller closes it."""
+    follow = _REDIRECTS if method == "GET" else _KEEP_METHOD
     for _ in range(MAX_REDIRECTS + 1):
-        address = await resolve(url, allow_private=allow)
+        address = await resolve(url, allow_private=allow_private)
         target = httpx.URL(url)
-        pinned = target.copy_with(host=str(address))
-        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         request = client.build_request(
-            "GET",
-            pinned,
+            method,
+            target.copy_with(host=str(address)),
             headers={"Host": target.netloc.decode("ascii"), "Accept-Encoding": "identity"},
-            extensions=extensions,
+            extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+            data=data,
         )
         response = await client.send(request, stream=True)
-        try:
-            if response.status_code in _REDIRECTS and "location" in response.headers:
-                url = urljoin(url, response.headers["location"])
-                continue
-            if response.status_code != 200:
-                raise FetchError(f"HTTP {response.status_code}", url=url)
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise FetchError(f"larger than {max_bytes} bytes", url=url)
-            chunks: list[bytes] = []
-            total = 0
-            async for chunk in response.aiter_raw():
-                total += len(chunk)
-                if total > max_bytes:
-                    raise FetchError(f"larger than {max_bytes} bytes", url=url)
-                chunks.append(chunk)
-            return Fetched(url, response.headers.get("content-type", ""), b"".join(chunks))
-        finally:
-            await response.aclose()
+        location = response.headers.get("location", "").strip()
+        if response.status_code not in follow or not location:
+            return url, response
+        await response.aclose()
+        url = urljoin(url, location)
     raise FetchError(f"more than {MAX_REDIRECTS} redirects", url=url)
+
+
+async def _get(client: httpx.AsyncClient, url: str, allow: bool, max_bytes: int) -> Fetched:
+    url, response = await exchange(client, "GET", url, allow_private=allow)
+    try:
+        if response.status_code != 200:
+            raise FetchError(f"HTTP {response.status_code}", url=url)
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise FetchError(f"larger than {max_bytes} bytes", url=url)
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in response.aiter_raw():
+            total += len(chunk)
+            if total > max_bytes:
+                raise FetchError(f"larger than {max_bytes} bytes", url=url)
+            chunks.append(chunk)
+        return Fetched(url, response.headers.get("content-type", ""), b"".join(chunks))
+    finally:
+        await response.aclose()
+
+
+class Limits:
+    """DIGEST_FETCH_CONCURRENCY requests in all, DIGEST_FETCH_PER_HOST per host."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.total = asyncio.Semaphore(settings.fetch_concurrency)
+        self.hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(settings.fetch_per_host)
+        )
+
+    @asynccontextmanager
+    async def slot(self, url: str) -> AsyncIterator[None]:
+        async with self.hosts[(urlsplit(url).hostname or "").lower()], self.total:
+            yield
+
+
+def fetch_each(
+    settings: Settings,
+    urls: Iterable[str],
+    process: Callable[[Fetched], T],
+    *,
+    accept: str,
+) -> dict[str, T | DigestError]:
+    """GET each third-party URL (``get``) within the Limits and ``process`` each body in a
+    worker thread (an image resized, a lede extracted); a URL that failed maps to its error:
+    FetchError (TargetRefused from the guard) or whatever DigestError ``process`` raised.
+
+    From sync code (the draft step): in a thread of its own when this thread already runs an
+    event loop, which asyncio.run refuses to nest (Playwright's sync API, a job started from
+    async code)."""
+
+    async def run() -> dict[str, T | DigestError]:
+        limits = Limits(settings)
+        out: dict[str, T | DigestError] = {}
+
+        async def one(client: httpx.AsyncClient, url: str) -> None:
+            async with limits.slot(url):
+                try:
+                    fetched = await get(
+                        client, url, settings=settings, max_bytes=settings.fetch_max_bytes
+                    )
+                    out[url] = await asyncio.to_thread(process, fetched)
+                except DigestError as exc:
+                    out[url] = exc
+
+        async with new_client(settings, accept=accept) as client:
+            await asyncio.gather(*(one(client, url) for url in dict.fromkeys(urls)))
+        return out
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run())
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-fetch") as pool:
+        return pool.submit(lambda: asyncio.run(run())).result()

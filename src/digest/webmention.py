@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from html.parser import HTMLParser
 from http import HTTPStatus
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
@@ -53,8 +51,6 @@ MAX_ATTEMPTS = 5  # tries of a row that keeps answering 429 / 5xx before it coun
 SINCE_KEY = "webmentions_since"  # issues sent from then on are told (meta)
 ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.1"
 REPLY_BYTES = 4096  # of an endpoint's answer: its reason for a refusal, for the curator
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_KEEP_METHOD = frozenset({307, 308})  # the only redirects a POST follows as a POST
 _HTML = ("text/html", "application/xhtml+xml")
 
 
@@ -122,36 +118,6 @@ def _status_words(status: int) -> str:
         return f"HTTP {status}"
 
 
-async def _exchange(
-    client: httpx.AsyncClient,
-    method: str,
-    url: str,
-    settings: Settings,
-    data: Mapping[str, str] | None = None,
-) -> tuple[str, httpx.Response]:
-    """``method`` to a third-party ``url``, redirects followed hop by hop, each hop resolved,
-    checked by the guard and pinned to the checked address (as digest.net.get does). Returns
-    the final URL and the response, its body unread: the caller closes it."""
-    follow = _REDIRECTS if method == "GET" else _KEEP_METHOD
-    for _ in range(net.MAX_REDIRECTS + 1):
-        address = await net.resolve(url, allow_private=settings.allow_private_targets)
-        target = httpx.URL(url)
-        request = client.build_request(
-            method,
-            target.copy_with(host=str(address)),
-            headers={"Host": target.netloc.decode("ascii"), "Accept-Encoding": "identity"},
-            extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
-            data=data,
-        )
-        response = await client.send(request, stream=True)
-        location = response.headers.get("location", "").strip()
-        if response.status_code not in follow or not location:
-            return url, response
-        await response.aclose()
-        url = urljoin(url, location)
-    raise net.FetchError(f"more than {net.MAX_REDIRECTS} redirects", url=url)
-
-
 async def _body(response: httpx.Response, max_bytes: int, url: str, *, cut: bool) -> bytes:
     """At most ``max_bytes`` of the body: cut there, or TooLarge."""
     chunks: list[bytes] = []
@@ -176,7 +142,9 @@ def _text(body: bytes, response: httpx.Response) -> str:
 
 async def discover(client: httpx.AsyncClient, target: str, *, settings: Settings) -> str | None:
     """The Webmention endpoint of ``target``, absolute, or None; raises net.FetchError."""
-    url, response = await _exchange(client, "GET", target, settings)
+    url, response = await net.exchange(
+        client, "GET", target, allow_private=settings.allow_private_targets
+    )
     try:
         if not 200 <= response.status_code < 300:
             raise HttpStatus(response.status_code, url=url)
@@ -195,8 +163,12 @@ async def post(
 ) -> tuple[int, str]:
     """POST source and target, form-encoded (the endpoint's own query string kept); returns
     the status and the start of the answer's text."""
-    url, response = await _exchange(
-        client, "POST", endpoint, settings, data={"source": source, "target": target}
+    url, response = await net.exchange(
+        client,
+        "POST",
+        endpoint,
+        allow_private=settings.allow_private_targets,
+        data={"source": source, "target": target},
     )
     try:
         reply = _text(await _body(response, REPLY_BYTES, url, cut=True), response)
@@ -224,23 +196,8 @@ def _verdict(status: int) -> str:
     return "failed"
 
 
-class _Limits:
-    """DIGEST_FETCH_CONCURRENCY in all, DIGEST_FETCH_PER_HOST per host."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.total = asyncio.Semaphore(settings.fetch_concurrency)
-        self.hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(settings.fetch_per_host)
-        )
-
-    @asynccontextmanager
-    async def slot(self, url: str) -> AsyncIterator[None]:
-        async with self.hosts[(urlsplit(url).hostname or "").lower()], self.total:
-            yield
-
-
 async def tell(
-    client: httpx.AsyncClient, mention: Mention, *, settings: Settings, limits: _Limits
+    client: httpx.AsyncClient, mention: Mention, *, settings: Settings, limits: net.Limits
 ) -> Outcome:
     """Discover the target's endpoint and send it the mention: the outcome, in words."""
     endpoint = None
@@ -350,7 +307,7 @@ def send_webmentions(
 async def _tell_all(
     settings: Settings, conn: Connection, due: list[Mention], now: datetime
 ) -> None:
-    limits = _Limits(settings)
+    limits = net.Limits(settings)
 
     async def one(client: httpx.AsyncClient, mention: Mention) -> None:
         outcome = await tell(client, mention, settings=settings, limits=limits)

@@ -19,24 +19,18 @@ DIGEST_ALLOW_PRIVATE_TARGETS=1 later takes effect.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import re
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from urllib.parse import urlsplit
-
-import httpx
 
 from digest.config import BlogsFile, Settings
 from digest.errors import DigestError
 from digest.feeds.text import EXCERPT_CHARS, clip, squash
 from digest.issue.select import HealthNote
 from digest.models import Post
-from digest.net import FetchError, TargetRefused, get, new_client
+from digest.net import Fetched, TargetRefused, fetch_each, reason
 from digest.store import pages as store
 from digest.store import posts as store_posts
 from digest.store.db import Connection
@@ -144,45 +138,22 @@ def lede(html: str, url: str, chars: int = EXCERPT_CHARS) -> str:
 Result = tuple[str | None, str | None]  # (lede, error): exactly one is set
 
 
-async def _fetch_all(settings: Settings, urls: list[str]) -> dict[str, Result | TargetRefused]:
-    everyone = asyncio.Semaphore(settings.fetch_concurrency)
-    per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
-        lambda: asyncio.Semaphore(settings.fetch_per_host)
-    )
-    out: dict[str, Result | TargetRefused] = {}
-
-    async def one(client: httpx.AsyncClient, url: str) -> None:
-        async with everyone, per_host[(urlsplit(url).hostname or "").lower()]:
-            try:
-                fetched = await get(
-                    client, url, settings=settings, max_bytes=settings.fetch_max_bytes
-                )
-                kind = fetched.content_type.split(";")[0].strip().lower()
-                if kind and kind not in HTML_TYPES:
-                    raise PageError(f"not an HTML page ({kind})")
-                html = decode(fetched.body, fetched.content_type)
-                out[url] = (await asyncio.to_thread(lede, html, fetched.url), None)
-            except TargetRefused as exc:
-                out[url] = exc
-            except FetchError as exc:
-                out[url] = (None, exc.reason)
-            except PageError as exc:
-                out[url] = (None, exc.message)
-
-    async with new_client(settings, accept=ACCEPT) as client:
-        await asyncio.gather(*(one(client, url) for url in urls))
-    return out
+def _lede_of(fetched: Fetched) -> str:
+    kind = fetched.content_type.split(";")[0].strip().lower()
+    if kind and kind not in HTML_TYPES:
+        raise PageError(f"not an HTML page ({kind})")
+    return lede(decode(fetched.body, fetched.content_type), fetched.url)
 
 
 def fetch_ledes(settings: Settings, urls: list[str]) -> dict[str, Result | TargetRefused]:
-    """The lede (or why none) of each page, fetched now; a refusal by the guard as itself.
-    From sync code: in a thread of its own when this one already runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_fetch_all(settings, urls))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-pages") as pool:
-        return pool.submit(lambda: asyncio.run(_fetch_all(settings, urls))).result()
+    """The lede (or why none) of each page, fetched now; a refusal by the guard as itself."""
+    out: dict[str, Result | TargetRefused] = {}
+    for url, found in fetch_each(settings, urls, _lede_of, accept=ACCEPT).items():
+        if isinstance(found, TargetRefused):
+            out[url] = found
+        else:
+            out[url] = (found, None) if isinstance(found, str) else (None, reason(found))
+    return out
 
 
 def _page_posts(blogs: BlogsFile, posts: Iterable[Post]) -> list[Post]:
