@@ -1,13 +1,22 @@
-"""`digest status`: where things stand, as one plain dict (printed as a table or as JSON)."""
+"""`digest status`: where things stand, as one plain dict (printed as a table or as JSON).
+
+Every key is always there: a part that is off (webmentions, click counts) is null, a part
+with nothing yet (no issue, no draft) too, so a script reading the JSON never guesses.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from digest.clickstats import issue_clicks
 from digest.config import BlogsFile, Settings
 from digest.errors import DraftError
+from digest.issue import monthly
 from digest.issue.draft import current_draft, load_issue
+from digest.models import Issue
 from digest.schedule import next_slot
 from digest.store import deliveries, runs
 from digest.store import feedback as feedback_store
@@ -15,8 +24,12 @@ from digest.store import feeds as feeds_store
 from digest.store import inbound as inbound_store
 from digest.store import issues as issues_store
 from digest.store import subscribers as subscribers_store
+from digest.store import webmentions as webmentions_store
 from digest.store.db import Connection
-from digest.weekly import held_issue
+from digest.store.issues import ArchivedIssue
+from digest.weekly import due_month, held_issue, held_month
+
+RECENT = timedelta(days=30)  # the window of the feedback, mail and webmention counts
 
 
 def _at(moment: datetime, blogs: BlogsFile) -> dict[str, str]:
@@ -46,37 +59,27 @@ def status(
         "feeds": {},
         "last_run": None,
         # Reported after the 250 (webhooks, `digest bounces`), the last 30 days.
-        "feedback": feedback_store.counts_since(conn, now - timedelta(days=30)),
+        "feedback": feedback_store.counts_since(conn, now - RECENT),
+        "cadence": {},  # confirmed subscribers by cadence
+        "monthly": {},
+        "webmentions": None,  # by status, the last 30 days; None: newsletter.webmentions off
+        "clicks": None,  # the latest edition counted; None: newsletter.click_counts off
     }
     if newsletter.mode == "review":
         out["next_run"]["review"] = _at(slot - timedelta(hours=newsletter.review_hours), blogs)
     if last is not None:
-        out["last_issue"] = {
-            "number": last.number,
-            "subject": last.subject,
-            "status": last.status,
-            "date": _when(last.sent_at or last.created_at, blogs),
-            "deliveries": deliveries.counts(conn, last.number),
-        }
+        out["last_issue"] = {"number": last.number} | _sent(conn, last, blogs)
     path = current_draft(settings, conn)
     if path is not None:
         number = issues_store.next_number(conn)
-        draft: dict[str, Any] = {
+        out["draft"] = {
             "number": number,
             "path": str(path),
             "held": held_issue(conn) == number,
             "skipped_weeks": runs.skipped_weeks(conn, number),
-        }
-        try:
-            issue = load_issue(settings, blogs, conn)
-            draft["posts"] = len(issue.posts)
-            draft["subject"] = issue.subject
-        except DraftError as exc:
-            # "path" is a key of its own: the error says what is wrong where, inside the file
-            where = str(path)
-            draft["error"] = exc.message.removeprefix(f"{where}, ").removeprefix(f"{where}: ")
-            draft["hint"] = exc.hint
-        out["draft"] = draft
+        } | _contents(path, lambda: load_issue(settings, blogs, conn))
+    out["cadence"] = {c: deliveries.confirmed_readers(conn, c) for c in ("weekly", "monthly")}
+    out["monthly"] = _monthly(settings, blogs, conn, now=now, slot=slot)
     states = feeds_store.feed_states(conn)
     names = {b.id: b.name for b in blogs.blogs()}
     health: dict[str, Any] = {
@@ -102,7 +105,7 @@ def status(
         if s.status in ("error", "gone") and s.blog in names and s.blog not in by_email
     ]
     # Mail for those blogs, the last 30 days: posts, quarantined, opt-in confirmations.
-    health["mail"] = inbound_store.counts_since(conn, now - timedelta(days=30))
+    health["mail"] = inbound_store.counts_since(conn, now - RECENT)
     out["feeds"] = health
     run = runs.last_run(conn)
     if run is not None:
@@ -112,4 +115,98 @@ def status(
             "issue": run.issue,
             "error": run.error,
         }
+    if newsletter.webmentions:
+        out["webmentions"] = webmentions_store.counts_since(conn, now - RECENT)
+    if newsletter.click_counts:
+        out["clicks"] = _clicks(conn, blogs)
     return out
+
+
+def _sent(conn: Connection, edition: ArchivedIssue, blogs: BlogsFile) -> dict[str, Any]:
+    """An edition sent or being sent: what it was, when, and its deliveries."""
+    return {
+        "subject": edition.subject,
+        "status": edition.status,
+        "date": _when(edition.sent_at or edition.created_at, blogs),
+        "deliveries": deliveries.counts(conn, edition.number),
+    }
+
+
+def _contents(path: Path, load: Callable[[], Issue]) -> dict[str, Any]:
+    """A draft's posts and subject, or what is wrong with it."""
+    try:
+        issue = load()
+    except DraftError as exc:
+        # "path" is a key of its own: the error says what is wrong where, inside the file
+        where = str(path)
+        error = exc.message.removeprefix(f"{where}, ").removeprefix(f"{where}: ")
+        return {"error": error, "hint": exc.hint}
+    return {"posts": len(issue.posts), "subject": issue.subject}
+
+
+def _monthly(
+    settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime, slot: datetime
+) -> dict[str, Any]:
+    """The monthly edition: the last one out, and the next (its month, its slot, its draft)."""
+    last = issues_store.last_monthly(conn)
+    month, due = _next_month(settings, blogs, conn, now=now, slot=slot)
+    path = monthly.draft_path(settings, month)
+    draft = None
+    if path.is_file():  # due_month is the draft's month when there is one
+        draft = {"path": str(path)} | _contents(
+            path, lambda: monthly.load_monthly(settings, blogs, conn, month)
+        )
+    return {
+        "last": None if last is None else {"month": last.month} | _sent(conn, last, blogs),
+        "next": {"month": month, "label": monthly.label(month), "held": held_month(conn) == month}
+        | _at(due, blogs),
+        "draft": draft,
+    }
+
+
+def _next_month(
+    settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime, slot: datetime
+) -> tuple[str, datetime]:
+    """The month of the next monthly edition and the slot that sends it: the first slot of
+    the month after it, or the next run when that is past (the run catches it up), unless
+    no weekly issue went out that month: then it has no edition and this month's is next."""
+    zone = blogs.newsletter.schedule.tz
+    month = due_month(settings, blogs, conn, now=now)
+    due = _first_slot_after(month, blogs)
+    if due > now:
+        return month, due
+    if monthly.draft_path(settings, month).is_file() or monthly.sent_weekly(conn, month, zone):
+        return month, slot
+    month = monthly.month_of(now, zone)
+    return month, _first_slot_after(month, blogs)
+
+
+def _first_slot_after(month: str, blogs: BlogsFile) -> datetime:
+    """The first scheduled slot of the month after ``month``: its edition's slot."""
+    schedule = blogs.newsletter.schedule
+    _, end = monthly.bounds(month, schedule.tz)
+    return next_slot(schedule, end - timedelta(microseconds=1))
+
+
+def _clicks(conn: Connection, blogs: BlogsFile) -> dict[str, Any]:
+    """The latest edition sent with click counts: its clicks and its most clicked post."""
+    counted = issue_clicks(conn, blogs)
+    if counted is None:
+        return {"issue": None, "subject": None, "clicks": 0, "top_post": None}
+    top = counted.posts[0] if counted.posts and counted.posts[0].clicks else None
+    blog = blogs.blog(top.blog) if top else None
+    return {
+        "issue": counted.issue,
+        "subject": counted.subject,
+        "clicks": counted.clicks,
+        "top_post": None
+        if top is None
+        else {
+            "post_id": top.post_id,
+            "title": top.title,
+            "blog": top.blog,
+            "name": blog.name if blog else top.blog,
+            "url": top.url,
+            "clicks": top.clicks,
+        },
+    }

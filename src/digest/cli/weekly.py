@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
+from typing import Any
 
 import click
+from rich.markup import escape
 
 from digest.cli import App, main, pass_app
 from digest.cli.send import confirm_send, send_plan, show_summary
@@ -233,11 +235,9 @@ def status(app: App, as_json: bool) -> None:
     if last is None:
         out("Last issue: none yet")
     else:
-        counts = last["deliveries"]
         out(
-            f"Last issue: #{last['number']} {last['subject']!r}, {last['status']} "
-            f"{last['date']['local']}: sent {counts.get('sent', 0)}, deferred "
-            f"{counts.get('deferred', 0)}, bounced {counts.get('bounced', 0)}"
+            f"Last issue: #{last['number']} {escape(repr(last['subject']))}, {last['status']} "
+            f"{last['date']['local']}: {_deliveries(last['deliveries'])}"
         )
     nxt = info["next_run"]
     out(f"Next run: {nxt['local']} ({nxt['mode']} mode)")
@@ -254,23 +254,103 @@ def status(app: App, as_json: bool) -> None:
         )
     else:
         state = "[red]HELD[/]" if draft["held"] else "not held"
-        body = draft.get("error") or f"{draft['posts']} posts, {draft['subject']!r}"
-        out(f"Draft: #{draft['number']} {draft['path']}: {body}; {state}")
-    subs = info["subscribers"]
-    out("Subscribers: " + ", ".join(f"{n} {state}" for state, n in subs.items()))
-    feeds = info["feeds"]
-    out(
-        f"Feeds: {feeds['ok']} ok, {feeds['error']} failing, {feeds['gone']} gone, "
-        f"{feeds['new']} not fetched yet (of {feeds['total']})"
-    )
-    for feed in feeds["failing"]:
-        out(f"  {feed['blog']}: {feed['error'] or feed['status']} ({feed['failures']} in a row)")
+        out(f"Draft: #{draft['number']} {escape(draft['path'])}: {_draft_body(draft)}; {state}")
+    _print_monthly(app, info["monthly"])
+    out(_subscribers(info["subscribers"], info["cadence"]))
+    _print_feeds(app, info["feeds"])
     late = info["feedback"]
     if any(late.values()):
         kinds = ", ".join(f"{n} {kind}" for kind, n in late.items())
         note = "; a policy refusal is about the sender, not the reader" if late["policy"] else ""
         out(f"Reported after sending (30 days): {kinds}{note}")
+    mentions = info["webmentions"]
+    if mentions is not None:
+        pending = f", {mentions['pending']} pending" if mentions["pending"] else ""
+        out(
+            f"Webmentions (30 days): {mentions['sent']} sent, {mentions['none']} without "
+            f"endpoint, {mentions['retry']} to retry, {mentions['failed']} failed{pending}"
+        )
+    if info["clicks"] is not None:
+        _print_clicks(app, info["clicks"])
     run = info["last_run"]
     if run is not None:
         when = run["finished"]["local"] if run["finished"] else "?"
-        out(f"Last run: {run['outcome']} {when}" + (f": {run['error']}" if run["error"] else ""))
+        error = f": {escape(run['error'])}" if run["error"] else ""
+        out(f"Last run: {run['outcome']} {when}{error}")
+
+
+def _subscribers(subs: dict[str, int], cadence: dict[str, int]) -> str:
+    """`Subscribers: 0 pending, 5 confirmed (3 weekly, 2 monthly), 1 unsubscribed, 0 bounced`."""
+    parts = []
+    for state, n in subs.items():
+        part = f"{n} {state}"
+        if state == "confirmed" and n:
+            part += f" ({cadence['weekly']} weekly, {cadence['monthly']} monthly)"
+        parts.append(part)
+    return "Subscribers: " + ", ".join(parts)
+
+
+def _deliveries(counts: dict[str, int]) -> str:
+    return (
+        f"sent {counts.get('sent', 0)}, deferred {counts.get('deferred', 0)}, bounced "
+        f"{counts.get('bounced', 0)}"
+    )
+
+
+def _draft_body(draft: dict[str, Any]) -> str:
+    """A draft's posts and subject, or what is wrong with it (outside text, escaped)."""
+    if "error" in draft:
+        return escape(draft["error"])
+    return f"{draft['posts']} posts, {escape(repr(draft['subject']))}"
+
+
+def _print_monthly(app: App, edition: dict[str, Any]) -> None:
+    """`digest status`: the last monthly edition, then the next, its slot and its draft."""
+    out = app.console.print
+    last = edition["last"]
+    if last is None:
+        out("Last monthly: none yet")
+    else:
+        out(
+            f"Last monthly: {last['month']} {escape(repr(last['subject']))}, {last['status']} "
+            f"{last['date']['local']}: {_deliveries(last['deliveries'])}"
+        )
+    nxt, draft = edition["next"], edition["draft"]
+    if draft is None:
+        body = "none (that run drafts it)"
+    else:
+        body = f"{escape(draft['path'])}: {_draft_body(draft)}"
+    state = "[red]HELD[/]" if nxt["held"] else "not held"
+    out(f"Next monthly: {nxt['label']}, {nxt['local']}; draft {body}; {state}")
+
+
+def _print_feeds(app: App, feeds: dict[str, Any]) -> None:
+    """`digest status`: feed health, the failing feeds by name, and the newsletters' mail."""
+    out = app.console.print
+    email = f", {feeds['email']} by email" if feeds["email"] else ""
+    out(
+        f"Feeds: {feeds['ok']} ok, {feeds['error']} failing, {feeds['gone']} gone, "
+        f"{feeds['new']} not fetched yet{email} (of {feeds['total']})"
+    )
+    for feed in feeds["failing"]:
+        reason = escape(feed["error"] or feed["status"])
+        out(f"  {escape(feed['blog'])}: {reason} ({feed['failures']} in a row)")
+    mail = feeds["mail"]
+    if any(mail.values()):
+        out(
+            f"  mail (30 days): {mail['post']} posts, {mail['quarantined']} quarantined, "
+            f"{mail['confirmation']} confirmations: see `digest feeds check`"
+        )
+
+
+def _print_clicks(app: App, clicks: dict[str, Any]) -> None:
+    """`digest status`: the latest counted edition's clicks and its most clicked post."""
+    if clicks["issue"] is None:
+        app.console.print("Clicks: no edition counted yet")
+        return
+    line = f"Clicks: issue {clicks['issue']}, {clicks['clicks']} in all"
+    top = clicks["top_post"]
+    if top is not None:
+        title, name = escape(repr(top["title"])), escape(top["name"])
+        line += f"; top post {title} ({name}), {top['clicks']}"
+    app.console.print(line)

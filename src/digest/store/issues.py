@@ -87,6 +87,14 @@ def get_monthly(conn: Connection, month: str) -> ArchivedIssue | None:
     return None if row is None else _archived(row)
 
 
+def last_monthly(conn: Connection) -> ArchivedIssue | None:
+    """The latest monthly edition sent or being sent."""
+    row = conn.execute(
+        "SELECT * FROM issues WHERE kind = 'monthly' ORDER BY number DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else _archived(row)
+
+
 def list_issues(conn: Connection, *, kind: str | None = None) -> list[ArchivedIssue]:
     """Newest first, by the day each went out: weekly issues and monthly editions interleave
     by date, never by their keys (202611 is no later than issue 12)."""

@@ -12,6 +12,7 @@ from datetime import datetime
 from digest.store.db import Connection, Row, parse_ts, select_in, ts
 
 DUE = ("pending", "retry")
+STATUSES = ("sent", "none", "retry", "failed", "pending")
 
 
 @dataclass(slots=True)
@@ -111,6 +112,18 @@ def mentions(conn: Connection, issues: list[int]) -> list[Mention]:
     """Every row of ``issues``, by issue and target."""
     rows = select_in(conn, "SELECT * FROM webmentions WHERE issue IN ({marks})", issues)
     return sorted((_mention(r) for r in rows), key=lambda m: (m.issue, m.target))
+
+
+def counts_since(conn: Connection, since: datetime) -> dict[str, int]:
+    """Rows by status whose last change was at or after ``since`` (`digest status`)."""
+    out = dict.fromkeys(STATUSES, 0)
+    rows = conn.execute(
+        "SELECT status, COUNT(*) FROM webmentions WHERE updated_at >= ? GROUP BY status",
+        (ts(since),),
+    )
+    for status, count in rows:
+        out[str(status)] = int(count)
+    return out
 
 
 def latest_issue(conn: Connection) -> int | None:
