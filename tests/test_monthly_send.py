@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from email import message_from_bytes
@@ -19,9 +20,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from digest import report
 from digest.cli import main
 from digest.config import load_blogs
 from digest.issue.monthly import refresh_monthly
+from digest.send.deliver import send_issue
 from digest.store import issues, transaction
 from digest.weekly import held_month, hold_monthly, review, run_once
 from plugins.editions import FIRST_OF_DECEMBER, NOVEMBER, Editions
@@ -246,7 +249,8 @@ def test_draft_preview_and_send_monthly_from_the_command_line(editions: Editions
 
     code, out = cli(editions, "send", "--monthly", "--dry-run")
     assert code == 0, out
-    assert "Dry run of issue 202611: 2 message(s) built" in out and "the draft is kept" in out
+    assert "Dry run of monthly edition 2026-11: 2 message(s) built" in out
+    assert "the draft is kept" in out
     assert path.is_file() and monthly_copies(editions) == {}
     assert issues.get_monthly(room.conn, "2026-11") is None
 
@@ -335,7 +339,7 @@ def test_kill_9_mid_monthly_send_resends_nothing_beyond_what_was_on_the_wire(
     proc = _digest(editions, "send", "--yes")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert "Resume issue 202611" in words(out)
+    assert "Resume monthly edition 2026-11" in words(out)
     assert landed >= 1
 
     copies = monthly_copies(editions)
@@ -354,3 +358,92 @@ def test_kill_9_mid_monthly_send_resends_nothing_beyond_what_was_on_the_wire(
     edition = issues.get_monthly(room.conn, "2026-11")
     assert edition is not None and edition.status == "sent"
     assert all(editions.copies().get(a) == 2 for a in weekly_readers)  # their two weekly issues
+
+
+# --- the edition by its name ---------------------------------------------------------------------
+
+
+def _events(editions: Editions) -> list[tuple[str, str]]:
+    rows = editions.room.conn.execute(
+        "SELECT kind, detail FROM events WHERE kind IN ('issue_frozen', 'issue_sent') ORDER BY id"
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def test_the_curator_reads_the_monthly_edition_by_its_month_never_as_issue_202611(
+    editions: Editions,
+) -> None:
+    room = editions.room
+    _, monthly_readers = editions.readers(1, 2)
+    editions.weekly(NOVEMBER[0])
+    settings = editions.settings()
+    refresh_monthly(settings, room.blogs, room.conn, month="2026-11")
+    editions.server.handler.transient[monthly_readers[1]] = 1  # one 451: deferred to next send
+    summary = send_issue(
+        settings, room.blogs, room.conn, now=FIRST_OF_DECEMBER, month="2026-11", retry_delays=()
+    )
+    assert (summary.issue, summary.deferred, summary.edition) == (
+        202611, 1, "monthly edition 2026-11"
+    )  # fmt: skip
+    trouble = report.send_trouble(summary)
+    assert trouble is not None
+    assert trouble.subject == "digest: monthly edition 2026-11 sent with problems"
+    assert trouble.text.startswith(
+        f"Monthly edition 2026-11 ({MONTHLY_SUBJECT}): sent 1, deferred 1, bounced 0, skipped 0."
+    )
+    # The next `digest send` retries the deferred copy and names the edition by its month.
+    code, out = cli(editions, "send", "--yes")
+    assert code == 0, out
+    assert "Monthly edition 2026-11: sent 2, deferred 0, bounced 0, skipped 0 (1 sent in" in out
+    assert monthly_copies(editions) == {a: 1 for a in monthly_readers}
+    assert _events(editions)[2:] == [  # after the weekly issue's two
+        ("issue_frozen", "monthly edition 2026-11: 2 recipients"),
+        ("issue_sent", "monthly edition 2026-11: sent 1, deferred 1, bounced 0, skipped 0"),
+        ("issue_sent", "monthly edition 2026-11: sent 2, deferred 0, bounced 0, skipped 0"),
+    ]
+    assert _events(editions)[:2] == [
+        ("issue_frozen", "issue 1: 1 recipients"),
+        ("issue_sent", "issue 1: sent 1, deferred 0, bounced 0, skipped 0"),
+    ]  # weekly stays "issue N"
+
+
+def test_a_stopped_monthly_send_says_which_edition_and_resumes_by_its_month(
+    editions: Editions,
+) -> None:
+    room = editions.room
+    _, monthly_readers = editions.readers(1, 12)
+    editions.weekly(NOVEMBER[0])
+    settings = editions.settings()
+    refresh_monthly(settings, room.blogs, room.conn, month="2026-11")
+    handler = editions.server.handler
+    handler.gate = threading.Event()  # every DATA waits: the stop comes mid-send
+    before = handler.datas
+    proc = _digest(editions, "send", "--monthly", "--yes")
+    deadline = time.monotonic() + 30
+    while handler.datas == before:
+        assert proc.poll() is None and time.monotonic() < deadline, "the sender sent nothing"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    handler.gate.set()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    stopped = re.search(r"stopped: (\d+) sent, (\d+) left of the monthly edition 2026-11; run "
+                        r"`digest send` to resume", words(err))  # fmt: skip
+    assert stopped is not None, err
+    left = int(stopped[2])
+    assert 0 < left < 12 and int(stopped[1]) + left == 12
+
+    code, out = cli(editions, "send", "--dry-run")
+    assert code == 0, out
+    assert f"Resume monthly edition 2026-11 ('{MONTHLY_SUBJECT}'): {left} of 12 deliveries" in out
+    assert f"Dry run of monthly edition 2026-11: {left} message(s) built" in out
+    assert "202611" not in out
+    # The scheduled run finishes it first, and says which edition it resumed.
+    room.add_posts(1, at=FIRST_OF_DECEMBER - timedelta(days=1))
+    outcome = run_once(settings, room.blogs, room.conn, now=FIRST_OF_DECEMBER)
+    assert outcome.outcome == "resumed"
+    assert outcome.line() == (
+        "monthly edition 2026-11 resumed: sent 12, deferred 0, bounced 0, skipped 0"
+    )
+    assert sorted(monthly_copies(editions)) == sorted(monthly_readers)

@@ -83,9 +83,9 @@ def send_trouble(summary: SendSummary) -> Report | None:
     if not summary.deferred and not summary.bounced and not summary.failed:
         return None
     return Report(
-        subject=f"digest: issue {summary.issue} sent with problems",
+        subject=f"digest: {summary.edition} sent with problems",
         text=(
-            f"Issue {summary.issue} ({summary.subject}): {summary.line()}.\n\n"
+            f"{summary.edition.capitalize()} ({summary.subject}): {summary.line()}.\n\n"
             f"- deferred: the mail server said 'try later' (or could not be reached); the next\n"
             f"  `digest send` or scheduled run retries them with the same Message-ID.\n"
             f"- bounced: the server refused the address for good; those subscribers are\n"

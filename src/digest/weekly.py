@@ -50,7 +50,7 @@ class WeeklyOutcome:
     def line(self) -> str:
         if self.sent is not None:
             verb = "resumed" if self.sent.resumed else "sent"
-            line = f"issue {self.sent.issue} {verb}: {self.sent.line()}"
+            line = f"{self.sent.edition} {verb}: {self.sent.line()}"
         else:
             line = self.reason or "nothing to send"
         return f"{line}; {self.monthly}" if self.monthly else line

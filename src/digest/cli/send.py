@@ -11,6 +11,7 @@ from digest.cli import App, main, pass_app
 from digest.errors import DeliveryError, DraftError
 from digest.issue.draft import current_draft, load_issue
 from digest.send.deliver import SendSummary, send_issue, sending_issue
+from digest.send.summary import edition_name
 from digest.send.transport import describe_target
 from digest.store import deliveries, issues, utcnow
 
@@ -67,8 +68,9 @@ def _plan(app: App, month: str | None = None) -> str:
         left = found["queued"] + found["sending"] + found["deferred"]
         archived = issues.get_issue(conn, number)
         subject = archived.subject if archived else ""
+        name = edition_name(number, archived.month if archived else None)
         return (
-            f"Resume issue {number} ({subject!r}): {left} of {sum(found.values())} deliveries "
+            f"Resume {name} ({subject!r}): {left} of {sum(found.values())} deliveries "
             f"left\nTarget: {target}"
         )
     if month is not None:
@@ -119,14 +121,14 @@ def show_summary(app: App, summary: SendSummary) -> None:
     if summary.dry_run:
         # Nothing left the machine: "sent" would be untrue.
         app.console.print(
-            f"Dry run of issue {summary.issue}: {summary.sent_now} message(s) built in "
+            f"Dry run of {summary.edition}: {summary.sent_now} message(s) built in "
             f"{summary.seconds:.1f} s, nothing sent; the draft is kept",
             highlight=False,
         )
         return
     state = "complete" if summary.finished else "incomplete: run `digest send` again to resume"
     app.console.print(
-        f"Issue {summary.issue}: {summary.line()} "
+        f"{summary.edition.capitalize()}: {summary.line()} "
         f"({summary.sent_now} sent in {summary.seconds:.1f} s, {state})"
     )
     if summary.deferred:

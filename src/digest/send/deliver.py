@@ -36,7 +36,7 @@ from digest.render.links import edition_links
 from digest.send.lock import send_lock
 from digest.send.loop import Progress, SendLoop
 from digest.send.stop import STOP, Stopped
-from digest.send.summary import SendSummary
+from digest.send.summary import SendSummary, edition_name
 from digest.send.transport import Transport, run_sync
 from digest.store import clicks, dialect
 from digest.store import deliveries as ledger
@@ -111,7 +111,8 @@ def _start_issue(
         audience = ledger.snapshot_audience(
             conn, issue.number, domain=domain, now=now, cadence=issue.kind
         )
-        log_event(conn, "issue_frozen", f"issue {issue.number}: {audience} recipients", at=now)
+        name = edition_name(issue.number, issue.month)
+        log_event(conn, "issue_frozen", f"{name}: {audience} recipients", at=now)
     return issue, audience
 
 
@@ -131,6 +132,7 @@ def _summary(conn: Connection, number: int | None) -> SendSummary:
     return SendSummary(
         issue=number,
         subject=archived.subject if archived else "",
+        month=archived.month if archived else None,
         sent=found["sent"],
         deferred=found["deferred"],
         bounced=found["bounced"],
@@ -152,7 +154,7 @@ def _finish(conn: Connection, issues: Sequence[int], *, now: datetime) -> None:
         with transaction(conn):
             if archived.status == "sending":
                 issues_store.set_issue_status(conn, number, "sent", sent_at=now)
-            log_event(conn, "issue_sent", f"issue {number}: {summary.line()}", at=now)
+            log_event(conn, "issue_sent", f"{summary.edition}: {summary.line()}", at=now)
 
 
 def send_issue(
