@@ -9,10 +9,12 @@ the current DIGEST_BASE_URL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from digest.config import BlogsFile
+from digest.issue.monthly import label
 from digest.render import markdown
 from digest.render.text import shorten
 from digest.render.view import IssueView, build_view
@@ -26,6 +28,7 @@ class Neighbour:
     number: int
     subject: str
     url: str
+    text: str  # the link's words: "Issue 12: SUBJECT", or "October 2026" for a monthly edition
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,28 @@ def describe(view: IssueView, blogs: BlogsFile) -> str:
 
 
 def neighbour(found: tuple[int, str] | None, base_url: str) -> Neighbour | None:
+    """A weekly issue's neighbour, from store.issues.neighbours."""
     if found is None:
         return None
     number, subject = found
-    return Neighbour(number, subject, f"{base_url.rstrip('/')}/archive/{number}")
+    url = f"{base_url.rstrip('/')}/archive/{number}"
+    return Neighbour(number, subject, url, f"Issue {number}: {subject}")
+
+
+def monthly_neighbours(
+    editions: Sequence[ArchivedIssue], month: str, base_url: str
+) -> tuple[Neighbour | None, Neighbour | None]:
+    """The monthly editions just before and after ``month``, by month (never a weekly issue:
+    "Issue 202611" would be no name at all). Named by their month; a subject the curator wrote
+    that does not name the month is shown beside it."""
+    months = sorted((e for e in editions if e.month is not None), key=lambda e: str(e.month))
+    before = [e for e in months if str(e.month) < month]
+    after = [e for e in months if str(e.month) > month]
+    base = base_url.rstrip("/")
+
+    def link(edition: ArchivedIssue) -> Neighbour:
+        name = label(str(edition.month))
+        text = name if name in edition.subject else f"{name}: {edition.subject}"
+        return Neighbour(edition.number, edition.subject, f"{base}/archive/{edition.month}", text)
+
+    return (link(before[-1]) if before else None, link(after[0]) if after else None)

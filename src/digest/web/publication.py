@@ -23,7 +23,7 @@ from digest.store.issues import ArchivedIssue, get_issue, get_monthly, list_issu
 from digest.store.posts import followed_since
 from digest.web import discovery
 from digest.web.feed import FeedEntry, atom_feed
-from digest.web.issue_page import neighbour, web_view
+from digest.web.issue_page import Neighbour, monthly_neighbours, neighbour, web_view
 from digest.web.pages import Site
 
 Around = tuple[tuple[int, str] | None, tuple[int, str] | None]
@@ -89,29 +89,35 @@ class Publication:
         issue, (before, after) = await self.site.db.run(load)
         if issue is None:
             return self.site.not_found("issue")
-        return self._issue_page(issue, before, after)
+        base = self.site.settings.base_url
+        return self._issue_page(issue, neighbour(before, base), neighbour(after, base))
 
     async def monthly_edition(self, request: Request) -> Response:
         month = request.path_params["month"]
         if not MONTH.fullmatch(month):
             return self.site.not_found("issue")
-        edition = await self.site.db.run(lambda conn: get_monthly(conn, month))
+
+        def load(conn: Connection) -> tuple[ArchivedIssue | None, list[ArchivedIssue]]:
+            return get_monthly(conn, month), list_issues(conn, kind="monthly")
+
+        edition, editions = await self.site.db.run(load)
         if edition is None:
             return self.site.not_found("issue")
-        return self._issue_page(edition, None, None)
+        base = self.site.settings.base_url
+        return self._issue_page(edition, *monthly_neighbours(editions, month, base))
 
     def _issue_page(
         self,
         issue: ArchivedIssue,
-        before: tuple[int, str] | None,
-        after: tuple[int, str] | None,
+        before: Neighbour | None,
+        after: Neighbour | None,
     ) -> Response:
         base = self.site.settings.base_url
         return self.site.render(
             "issue.html",
             page=web_view(issue, self.site.blogs, base_url=base),
-            previous=neighbour(before, base),
-            next=neighbour(after, base),
+            previous=before,
+            next=after,
             form_token=self.site.token_for("subscribe"),
         )
 
