@@ -148,8 +148,14 @@ def test_an_overdue_edition_is_due_at_the_next_run_and_a_month_without_issues_ha
     room = editions.room
     room.local_feeds(feed_server)
     editions.readers(1, 1)
-    editions.weekly(NOVEMBER[1])
     settings = editions.settings()
+    # No weekly issue went out in November: it has no edition; December's is next.
+    early = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    nxt = status(settings, room.blogs, room.conn, now=early)["monthly"]["next"]
+    assert (nxt["month"], nxt["utc"]) == ("2026-12", "2027-01-04T07:00:00Z")
+    editions.weekly(NOVEMBER[1])
+    nxt = status(settings, room.blogs, room.conn, now=early)["monthly"]["next"]
+    assert (nxt["month"], nxt["utc"]) == ("2026-11", "2026-12-07T07:00:00Z")
     # The first slot of December went by without a run (the machine was off): the next run
     # drafts and sends November's edition.
     late = datetime(2026, 12, 17, 12, 0, tzinfo=UTC)

@@ -168,17 +168,15 @@ def _next_month(
     settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime, slot: datetime
 ) -> tuple[str, datetime]:
     """The month of the next monthly edition and the slot that sends it: the first slot of
-    the month after it, or the next run when that is past (the run catches it up), unless
-    no weekly issue went out that month: then it has no edition and this month's is next."""
+    the month after it, or the next run once that is past (the run catches it up). A month
+    over with no weekly issue sent and no draft has no edition: this month's is next."""
     zone = blogs.newsletter.schedule.tz
     month = due_month(settings, blogs, conn, now=now)
-    due = _first_slot_after(month, blogs)
-    if due > now:
-        return month, due
-    if monthly.draft_path(settings, month).is_file() or monthly.sent_weekly(conn, month, zone):
-        return month, slot
-    month = monthly.month_of(now, zone)
-    return month, _first_slot_after(month, blogs)
+    over = monthly.bounds(month, zone)[1] <= now
+    if over and not monthly.draft_path(settings, month).is_file():
+        if not monthly.sent_weekly(conn, month, zone):
+            month = monthly.month_of(now, zone)
+    return month, max(_first_slot_after(month, blogs), slot)
 
 
 def _first_slot_after(month: str, blogs: BlogsFile) -> datetime:
