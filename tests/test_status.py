@@ -277,7 +277,7 @@ def test_mail_webmentions_and_clicks_of_the_last_issue(
             "clicks": 7,
         },
     }
-    assert f"Clicks: issue 1, 10 in all; top post {top.title!r} ({blog.name}), 7" in text
+    assert f"Clicks: issue 1, 10 in all; top post {top.title!r} ({blog.name}): 7" in text
 
 
 def test_brackets_in_a_subject_or_a_title_are_printed_as_written(newsroom: Newsroom) -> None:

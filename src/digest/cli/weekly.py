@@ -352,5 +352,5 @@ def _print_clicks(app: App, clicks: dict[str, Any]) -> None:
     top = clicks["top_post"]
     if top is not None:
         title, name = escape(repr(top["title"])), escape(top["name"])
-        line += f"; top post {title} ({name}), {top['clicks']}"
+        line += f"; top post {title} ({name}): {top['clicks']}"
     app.console.print(line)
