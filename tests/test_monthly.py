@@ -9,6 +9,7 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from ruamel.yaml import YAML
@@ -373,3 +374,74 @@ def test_the_monthly_email_reads_well_at_375_and_1200_light_and_dark(
             assert page.evaluate("document.documentElement.scrollWidth") <= width
             assert_no_axe_violations(page, f"the monthly email at {width} px")
             screenshot(page, f"monthly-{width}-{'dark' if dark else 'light'}")
+
+
+# --- what the curator may trip over -------------------------------------------------------------
+
+
+def test_since_and_until_are_the_months_own_whatever_the_draft_says(editions: Editions) -> None:
+    """The draft's header says edits there are ignored: an edited `since`, a deleted `until`
+    neither move the edition's dates nor break it, and the next re-draft writes them back."""
+    room = editions.room
+    editions.weekly(NOVEMBER[0])
+    settings = editions.settings()
+    path = refresh_monthly(settings, room.blogs, room.conn, month="2026-11").path
+    assert path is not None
+    written = _read(path)
+    text = path.read_text()
+    text = text.replace(f"since: {written['since']}", "since: 2020-01-01T00:00:00Z")
+    text = re.sub(r"^until: .*\n", "", text, flags=re.M)
+    path.write_text(text)
+    edition = load_monthly(settings, room.blogs, room.conn)
+    brussels = ZoneInfo("Europe/Brussels")
+    assert edition.since == datetime(2026, 11, 1, tzinfo=brussels)
+    assert edition.until == datetime(2026, 12, 1, tzinfo=brussels)
+    refresh_monthly(settings, room.blogs, room.conn, month="2026-11")
+    again = _read(path)
+    assert (again["since"], again["until"]) == (written["since"], written["until"])
+    assert list(again)[:3] == ["month", "since", "until"]
+    header = " ".join(path.read_text().split("\nmonth:")[0].replace("#", "").split())
+    assert "edits to since, until and top_posts are ignored" in header
+    assert "month must stay the file name's" in header
+
+
+def test_a_monthly_draft_gone_wrong_is_named_with_the_monthly_commands(
+    editions: Editions,
+) -> None:
+    room = editions.room
+    editions.weekly(NOVEMBER[0])
+    settings = editions.settings()
+    path = refresh_monthly(settings, room.blogs, room.conn, month="2026-11").path
+    assert path is not None
+    kept = path.read_text()
+
+    # Another month's name in `month`: refused by the re-draft too, which used to take it.
+    path.write_text(kept.replace("month: 2026-11", "month: 2026-10"))
+    for attempt in (
+        lambda: load_monthly(settings, room.blogs, room.conn),
+        lambda: refresh_monthly(settings, room.blogs, room.conn, month="2026-11"),
+    ):
+        with pytest.raises(DraftError) as caught:
+            attempt()
+        assert caught.value.message.endswith(
+            "field month: this draft says month 2026-10, but its file name says 2026-11"
+        )
+        assert caught.value.field == "month" and caught.value.line is not None
+        assert "`digest draft --monthly --month 2026-11`" in (caught.value.hint or "")
+    assert "month: 2026-10" in path.read_text()  # never overwritten
+
+    # Emptied (every line deleted but the comments): no weekly keys, no weekly command.
+    path.write_text("# nothing left\n")
+    with pytest.raises(DraftError) as caught:
+        load_monthly(settings, room.blogs, room.conn, "2026-11")
+    assert caught.value.message.endswith(
+        "line 1: expected a mapping with subject, intro and posts, found nothing (no key at all)"
+    )
+    assert "archive_pick" not in caught.value.message
+    assert "`digest draft --monthly --month 2026-11`" in (caught.value.hint or "")
+
+    # Asked for a month with no draft: the command that drafts that month.
+    with pytest.raises(DraftError) as caught:
+        load_monthly(settings, room.blogs, room.conn, "2026-10")
+    assert caught.value.message.endswith(": no monthly draft for October 2026")
+    assert caught.value.hint == "run `digest draft --monthly --month 2026-10` to create it"

@@ -50,7 +50,8 @@ subject and intro (Markdown, the month's note) are yours to write.
 posts: composed from the weekly issues sent in {label}: the posts you annotated, then the
   most-clicked (with click counts on), then the rest, at most {cap} per category. The order is
   the display order within each category; note and include work as in the weekly draft.
-month, since, until and top_posts are written by digest: edits there are ignored."""
+month, since, until and top_posts are written by digest: edits to since, until and top_posts
+  are ignored (the month's own bounds stand), and month must stay the file name's."""
 
 
 # --- months ----------------------------------------------------------------------------------
@@ -234,7 +235,7 @@ def refresh_monthly(
         added = len(posts)
     else:
         doc = read_document(path, missing="no monthly draft", command="digest draft --monthly")
-        _load(doc, path, blogs, conn)  # a broken draft is reported, never overwritten
+        _load(doc, path, blogs, conn, month)  # a broken draft is reported, never overwritten
         entries = doc.get("posts")
         if not isinstance(entries, CommentedSeq):
             entries = CommentedSeq()
@@ -252,7 +253,7 @@ def refresh_monthly(
             "top_posts", before="For you only: the last issue's most-clicked posts."
         )
     write_document(path, doc)
-    draft = _load(read_document(path), path, blogs, conn)
+    draft = _load(read_document(path), path, blogs, conn, month)
     return MonthlySummary(
         month,
         path,
@@ -292,15 +293,47 @@ def _new_document(
     return doc
 
 
-def _load(doc: Any, path: Path, blogs: BlogsFile, conn: Connection) -> Any:
-    nodes = doc.get("posts") if isinstance(doc, Mapping) else None
+def _load(doc: Any, path: Path, blogs: BlogsFile, conn: Connection, month: str) -> Any:
+    """The draft validated, or DraftError naming file, line and field, in the monthly draft's
+    words. ``since`` and ``until`` are the month's bounds whatever the file says (an edited or
+    deleted one is put back, in ``doc``, for the next write): digest writes them."""
+    if not isinstance(doc, CommentedMap):
+        raise DraftError(
+            f"expected a mapping with subject, intro and posts, found {_kind(doc)}",
+            path=str(path),
+            line=1,
+            hint=f"move the file aside and run `digest draft --monthly --month {month}`: "
+            "it composes the edition again",
+        )
+    since, until = bounds(month, blogs.newsletter.schedule.tz)
+    if "month" not in doc:
+        doc.insert(0, "month", month)
+    set_readonly(doc, "since", ts(since), after="month")
+    set_readonly(doc, "until", ts(until), after="since")
+    nodes = doc.get("posts")
     ids = [
         n["id"]
         for n in (nodes if isinstance(nodes, list) else [])
         if isinstance(n, Mapping) and isinstance(n.get("id"), str)
     ]
     known = store_posts.get_posts(conn, ids)
-    return validate(doc, path=str(path), blogs=blogs, known=known, keys=KEYS)
+    draft = validate(doc, path=str(path), blogs=blogs, known=known, keys=KEYS)
+    if str(doc["month"]) != month:
+        raise DraftError(
+            f"this draft says month {doc['month']}, but its file name says {month}",
+            path=str(path),
+            line=draft.lines.get("month"),
+            field="month",
+            hint="digest writes `month`: restore it, or move the file aside and "
+            f"`digest draft --monthly --month {month}` again",
+        )
+    return draft
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (no key at all)"
+    return "a list" if isinstance(value, list) else repr(value)[:60]
 
 
 def current_month(settings: Settings, conn: Connection) -> str | None:
@@ -331,18 +364,9 @@ def load_monthly(
     path = draft_path(settings, month)
     if store_issues.get_monthly(conn, month) is not None:
         raise _sent_already(path, month)
-    doc = read_document(path, missing="no monthly draft", command="digest draft --monthly")
-    draft = _load(doc, path, blogs, conn)
-    written = doc.get("month") if isinstance(doc, Mapping) else None
-    if written is not None and str(written) != month:
-        raise DraftError(
-            f"this draft says month {written}, but its file name says {month}",
-            path=str(path),
-            line=draft.lines.get("month"),
-            field="month",
-            hint="digest writes `month`: restore it, or move the file aside and "
-            "`digest draft --monthly` again",
-        )
+    command = f"digest draft --monthly --month {month}"
+    doc = read_document(path, missing=f"no monthly draft for {label(month)}", command=command)
+    draft = _load(doc, path, blogs, conn, month)
     return Issue(
         number=edition_number(month),
         month=month,
