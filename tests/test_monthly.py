@@ -445,3 +445,25 @@ def test_a_monthly_draft_gone_wrong_is_named_with_the_monthly_commands(
         load_monthly(settings, room.blogs, room.conn, "2026-10")
     assert caught.value.message.endswith(": no monthly draft for October 2026")
     assert caught.value.hint == "run `digest draft --monthly --month 2026-10` to create it"
+
+
+def test_a_draft_made_before_the_month_is_over_says_how_to_add_the_rest(
+    editions: Editions,
+) -> None:
+    """The scheduler sends a draft it finds as it is: the header says so, and the command it
+    names does add the weekly issues sent since, keeping the curator's edits."""
+    room = editions.room
+    editions.weekly(NOVEMBER[0])
+    settings = editions.settings()
+    early = refresh_monthly(settings, room.blogs, room.conn, month="2026-11")
+    assert early.path is not None and early.weekly == [1]
+    header = " ".join(early.path.read_text().split("\nmonth:")[0].replace("#", "").split())
+    assert (
+        "Drafted before November 2026 is over? The scheduler sends this file as it finds it: run "
+        "`digest draft --monthly --month 2026-11` again to add the weekly issues sent since."
+    ) in header
+    early.path.write_text(early.path.read_text().replace("intro: ''", "intro: Mine."))
+    editions.weekly(NOVEMBER[1])
+    later = refresh_monthly(settings, room.blogs, room.conn, month="2026-11")
+    assert later.weekly == [1, 2] and later.added > 0 and not later.created
+    assert _read(early.path)["intro"] == "Mine."

@@ -51,7 +51,9 @@ posts: composed from the weekly issues sent in {label}: the posts you annotated,
   most-clicked (with click counts on), then the rest, at most {cap} per category. The order is
   the display order within each category; note and include work as in the weekly draft.
 month, since, until and top_posts are written by digest: edits to since, until and top_posts
-  are ignored (the month's own bounds stand), and month must stay the file name's."""
+  are ignored (the month's own bounds stand), and month must stay the file name's.
+Drafted before {label} is over? The scheduler sends this file as it finds it: run
+  `digest draft --monthly --month {month}` again to add the weekly issues sent since."""
 
 
 # --- months ----------------------------------------------------------------------------------
@@ -287,7 +289,10 @@ def _new_document(
     doc["posts"] = CommentedSeq(draft_entry(p) for p in posts)
     doc.yaml_set_start_comment(
         HEADER.format(
-            title=title, label=label(month), cap=blogs.newsletter.monthly.max_per_category
+            title=title,
+            label=label(month),
+            month=month,
+            cap=blogs.newsletter.monthly.max_per_category,
         )
     )
     return doc
