@@ -87,6 +87,12 @@ def test_a_monthly_edition_links_the_months_before_and_after_it(web: Web) -> Non
     # curator's own subject is shown beside it.
     assert _nav(html) == "Previous October 2026: Slow October Next December 2026 Every issue"
     assert 'aria-label="More monthly editions"' in html
+    # The month is the span (the kicker says it): no "Covers 1 Nov - 1 Dec", whose end is the
+    # first instant after the month.
+    meta = html[html.index('<p class="meta">') :]
+    assert " ".join(re.sub(r"<[^>]+>", " ", meta[: meta.index("</p>")]).split()) == (
+        "Curated by The curator &middot; Permalink"
+    )
     assert "Issue 2026" not in html and "/archive/20261" not in html
     assert '/archive/2"' not in html and '/archive/3"' not in html  # no weekly neighbour
 
@@ -108,6 +114,7 @@ def test_weekly_pages_keep_their_weekly_neighbours(web: Web) -> None:
         "Previous Issue 1: Blogs I like #1 Next Issue 3: Blogs I like #3 Every issue"
     )
     assert 'aria-label="More issues"' in two and "/archive/2026-" not in _nav(two)
+    assert '<p class="meta">Covers ' in two
 
 
 def test_a_lone_monthly_edition_has_no_neighbours(web: Web) -> None:
