@@ -31,10 +31,12 @@ from starlette.testclient import TestClient
 
 from digest.config import BlogsFile, Settings, load_blogs
 from digest.models import Issue, IssuePost
+from digest.send.deliver import send_issue
 from digest.store import connect, transaction
 from digest.store.issues import freeze_issue, set_issue_status
 from digest.web import create_app
 from digest.web.pages import Limits
+from plugins.smtp import Newsroom, free_port
 
 BASE = "https://digest.example.org"
 START = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -284,3 +286,31 @@ def digest_serve(
         process.wait(20)
         if process.stderr:
             process.stderr.close()
+
+
+@pytest.fixture
+def served(newsroom: Newsroom) -> Iterator[str]:
+    """`digest serve` in a subprocess on a free localhost port, with one issue archived."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    newsroom.env["DIGEST_BASE_URL"] = base
+    newsroom.subscribe("reader@example.org", name="Reader")
+    newsroom.add_posts()
+    newsroom.draft()
+    send_issue(newsroom.settings(), newsroom.blogs, newsroom.conn, now=newsroom.now)
+    with digest_serve(newsroom.subprocess_env(), newsroom.root, port):
+        yield base
+
+
+def mail_to(outbox: Path, address: str, timeout: float = 10.0) -> EmailMessage:
+    """The first mail to ``address`` that lands in the Maildir ``outbox``, within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if outbox.exists():
+            box = mailbox.Maildir(outbox, factory=None, create=False)
+            for key in box.keys():
+                message = email.message_from_bytes(box.get_bytes(key), policy=default)
+                if isinstance(message, EmailMessage) and message["To"] == address:
+                    return message
+        time.sleep(0.1)
+    raise AssertionError(f"no mail to {address} in {outbox}")
