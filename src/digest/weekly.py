@@ -74,19 +74,14 @@ def hold(conn: Connection) -> int:
     The hold names the issue number, not a draft file: placed before the draft exists, it
     holds the issue the next run drafts (drafts are numbered by the next issue too)."""
     number = issues_store.next_number(conn)
-    with transaction(conn):
-        set_meta(conn, HOLD_KEY, str(number))
-        log_event(conn, "hold", f"issue {number} held")
+    _place_hold(conn, HOLD_KEY, str(number), f"issue {number}")
     return number
 
 
 def release(conn: Connection) -> int | None:
     """Lift the hold; returns the issue it held (None if nothing was held)."""
     number = held_issue(conn)
-    with transaction(conn):
-        conn.execute("DELETE FROM meta WHERE key = ?", (HOLD_KEY,))
-        if number is not None:
-            log_event(conn, "release", f"issue {number} released")
+    _lift_hold(conn, HOLD_KEY, None if number is None else f"issue {number}")
     return number
 
 
@@ -112,20 +107,28 @@ def held_month(conn: Connection) -> str | None:
 def hold_monthly(settings: Settings, blogs: BlogsFile, conn: Connection, *, now: datetime) -> str:
     """Keep the next monthly edition from going out at its slot; returns its month."""
     month = due_month(settings, blogs, conn, now=now)
-    with transaction(conn):
-        set_meta(conn, MONTHLY_HOLD_KEY, month)
-        log_event(conn, "hold", f"monthly edition {month} held")
+    _place_hold(conn, MONTHLY_HOLD_KEY, month, f"monthly edition {month}")
     return month
 
 
 def release_monthly(conn: Connection) -> str | None:
     """Lift the monthly hold; returns the month it held (None if nothing was held)."""
     month = held_month(conn)
-    with transaction(conn):
-        conn.execute("DELETE FROM meta WHERE key = ?", (MONTHLY_HOLD_KEY,))
-        if month is not None:
-            log_event(conn, "release", f"monthly edition {month} released")
+    _lift_hold(conn, MONTHLY_HOLD_KEY, None if month is None else f"monthly edition {month}")
     return month
+
+
+def _place_hold(conn: Connection, key: str, value: str, what: str) -> None:
+    with transaction(conn):
+        set_meta(conn, key, value)
+        log_event(conn, "hold", f"{what} held")
+
+
+def _lift_hold(conn: Connection, key: str, what: str | None) -> None:
+    with transaction(conn):
+        conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+        if what is not None:
+            log_event(conn, "release", f"{what} released")
 
 
 # --- the job ---------------------------------------------------------------------------------
