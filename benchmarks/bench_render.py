@@ -110,7 +110,7 @@ def main() -> None:
     fill_s = statistics.median(rounds)
 
     # The reference: premailer for every subscriber, on the same template output.
-    raw = _html(build_view(issue, blogs, base_url=BASE), None)
+    raw = _html(build_view(issue, blogs, base_url=BASE), None, {})  # no click counts
     premailer_s = best_of(20, lambda: inline_css(raw))
 
     def verdict(value: float, target: float) -> str:
