@@ -325,6 +325,25 @@ def test_a_letter_without_a_web_copy_is_archived_and_served_sanitised(
 # --- what is quarantined ------------------------------------------------------------------------
 
 
+def test_a_subject_written_as_terminal_markup_is_shown_as_written(
+    tmp_path: Path, blogs_file: Path, inbox: Path, keys: Keys, db_path: Any
+) -> None:
+    # Anyone can mail the inbox: a subject such as "[/]" must neither crash `digest feeds
+    # check` (Rich reads brackets as markup) nor restyle the curator's terminal.
+    blogs = load_blogs(blogs_file)
+    settings = Settings(base_url=BASE, inbox=inbox, drafts=tmp_path / "drafts")
+    deliver(inbox, letter(subject="[bold red]Win[/] a prize [/]", message_id="<x@letters.example>"))
+    conn = connect(db_path)
+    try:
+        run_gather(settings, blogs, conn, keys)
+    finally:
+        conn.close()
+    code, out = invoke("--blogs", str(blogs_file), "--db", str(db_path), "feeds", "check", "ann")
+    assert code == 0, out
+    assert "quarantined '[bold red]Win[/] a prize [/]' from ann@letters.example" in out
+
+
+
 def test_unlisted_unsigned_forged_and_misaligned_mail_is_quarantined_and_shown(
     tmp_path: Path, blogs_file: Path, inbox: Path, keys: Keys, db_path: Any
 ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from digest.cli import App, main, pass_app
@@ -76,7 +77,7 @@ def draft(app: App, no_fetch: bool, force: bool, monthly: bool, month: str | Non
     if not no_fetch:
         report = gather_sync(app.settings, app.blogs, app.db, now=now, force=force)
         line = report.summary()
-        app.console.print(line[0].upper() + line[1:], highlight=False)
+        app.console.print(line[0].upper() + line[1:], highlight=False, markup=False)
         if report.failed:
             app.console.print("  `digest feeds check` fetches them again and says why they fail")
         if report.skipped:
@@ -92,10 +93,10 @@ def _draft_monthly(app: App, month: str | None, *, now: datetime) -> None:
     summary = refresh_monthly(app.settings, app.blogs, app.db, month=month)
     console = app.console
     if summary.path is None:
-        console.print(summary.reason[0].upper() + summary.reason[1:], highlight=False)
+        console.print(summary.reason[0].upper() + summary.reason[1:], highlight=False, markup=False)
         return
     verb = "Created" if summary.created else "Refreshed"
-    console.print(f"{verb} [bold]{summary.path}[/]", highlight=False)
+    console.print(f"{verb} [bold]{escape(str(summary.path))}[/]", highlight=False)
     console.print(
         f"From weekly issue(s) {', '.join(map(str, summary.weekly))}: {summary.included} of "
         f"{summary.entries} post(s) included; {summary.added} added by this run",
@@ -115,7 +116,7 @@ def _print_summary(app: App, summary: DraftSummary) -> None:
     blogs = app.blogs
     zone = blogs.newsletter.schedule.tz
     verb = "Created" if summary.created else "Refreshed"
-    console.print(f"{verb} [bold]{summary.path}[/]")
+    console.print(f"{verb} [bold]{escape(str(summary.path))}[/]")
     window = date_range(summary.since, summary.until, zone)
     console.print(f"Issue {summary.number}, posts first seen {window} ({zone.key})")
     if summary.skipped_weeks:
@@ -132,7 +133,8 @@ def _print_summary(app: App, summary: DraftSummary) -> None:
     )
     for post in summary.added[:8]:
         blog = blogs.blog(post.blog)
-        console.print(f"  + {post.title} [dim]({blog.name if blog else post.blog})[/]")
+        name = escape(blog.name if blog else post.blog)
+        console.print(f"  + {escape(post.title)} [dim]({name})[/]")
     if len(summary.added) > 8:
         console.print(f"  ... and {len(summary.added) - 8} more")
     pick = summary.archive_pick
@@ -142,7 +144,7 @@ def _print_summary(app: App, summary: DraftSummary) -> None:
     if summary.health:
         console.print("[yellow]Feed health[/] (for you only, never in the email):")
         for note in summary.health:
-            console.print(f"  - {note.text}")
+            console.print(f"  - {note.text}", markup=False)
     console.print("Edit the draft, then run `digest preview`.")
 
 
@@ -256,7 +258,7 @@ def preview(
         clients, skipped = email_clients(html, Path.cwd())
         problems += clients
         if skipped:
-            console.print(f"[yellow]{skipped}[/]", highlight=False)
+            console.print(f"[yellow]{escape(skipped)}[/]", highlight=False)
         if problems:
             for problem in problems:
                 click.secho(f"check failed: {problem}", err=True, fg="red")
@@ -274,4 +276,4 @@ def _print_categories(app: App, issue: Issue) -> None:
             parts.append(f"{cat.title} {counts[cat.id]}")
     pick = " + archive pick" if issue.archive_pick else ""
     console_line = ", ".join(parts) if parts else "no new posts"
-    app.console.print(f"Posts: {console_line}{pick}")
+    app.console.print(f"Posts: {console_line}{pick}", markup=False)

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from digest.cli import App, main, pass_app
@@ -109,7 +110,9 @@ def _print_report(app: App, report: GatherReport) -> None:
     for r in report.results:
         _print_problem(app, r)
     for d in report.duplicates:
-        app.console.print(f"duplicate: {d.post_id} ({d.url}) was already seen as {d.duplicate_of}")
+        app.console.print(
+            f"duplicate: {d.post_id} ({d.url}) was already seen as {d.duplicate_of}", markup=False
+        )
     app.console.print(f"{report.new_posts} new post(s), {len(report.failed)} feed(s) failing")
 
 
@@ -126,28 +129,30 @@ def _mail_json(mail: InboundMail) -> dict[str, object]:
 
 
 def _print_mail(app: App, mail: InboundMail) -> None:
+    # Subject, sender and link are whatever a stranger mailed: escaped, never read as markup.
     who = mail.blog or "DIGEST_INBOX"
-    what = f"{mail.subject!r} from {mail.sender or 'no sender'}"
+    what = escape(f"{mail.subject!r} from {mail.sender or 'no sender'}")
     if mail.status == "confirmation":
-        unverified = f" (unverified: {mail.reason})" if mail.reason else ""
+        unverified = escape(f" (unverified: {mail.reason})") if mail.reason else ""
         app.console.print(
             f"[cyan]{who}[/]: {what} asks to confirm the subscription{unverified}: "
-            f"{mail.confirm_url}",
+            f"{escape(mail.confirm_url or '')}",
             soft_wrap=True,  # the link whole, so a terminal can open it
         )
     else:
-        app.console.print(f"[yellow]{who}[/]: quarantined {what}: {mail.reason}")
+        app.console.print(f"[yellow]{who}[/]: quarantined {what}: {escape(mail.reason or '')}")
 
 
 def _print_problem(app: App, r: FeedResult) -> None:
     if r.status == "gone":
         app.console.print(
-            f"[red]{r.blog}[/]: {r.error}. Polling stopped: fix or remove its feed in blogs.yaml."
+            f"[red]{r.blog}[/]: {escape(r.error or '')}. Polling stopped: fix or remove its "
+            "feed in blogs.yaml."
         )
     elif r.error and r.status != "skipped":
-        app.console.print(f"[red]{r.blog}[/]: {r.error}")
+        app.console.print(f"[red]{r.blog}[/]: {escape(r.error)}")
     elif r.warning:
-        app.console.print(f"[yellow]{r.blog}[/]: parsed with a warning: {r.warning}")
+        app.console.print(f"[yellow]{r.blog}[/]: parsed with a warning: {escape(r.warning)}")
 
 
 @feeds.command("list")
@@ -166,7 +171,7 @@ def list_(app: App) -> None:
         table.add_row(
             blog.id,
             blog.category,
-            url,
+            escape(url),
             "email" if blog.email else state.status if state else "new",
             str(state.failures) if state else "0",
             _when(state.last_success if state else None),

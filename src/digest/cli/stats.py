@@ -6,6 +6,7 @@ import json
 
 import click
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from digest.cli import App, main, pass_app
@@ -63,16 +64,17 @@ def _show(app: App, found: IssueClicks) -> None:
     posts = _table("clicks", "post", "blog")
     for post in found.posts:
         known = app.blogs.blog(post.blog)
-        posts.add_row(str(post.clicks), post.title, known.name if known else post.blog)
+        name = known.name if known else post.blog
+        posts.add_row(str(post.clicks), escape(post.title), escape(name))
     out(posts)
     out("Per blog (its home page and its posts):")
     blogs = _table("clicks", "blog")
     for blog in found.blogs:
-        blogs.add_row(str(blog.clicks), blog.name)
+        blogs.add_row(str(blog.clicks), escape(blog.name))
     out(blogs)
     span = len(found.shares_over)
     out(f"Each blog's share of the clicks, last {span} {'issue' if span == 1 else 'issues'}:")
     shares = _table("share", "clicks", "blog")
     for blog in found.shares:
-        shares.add_row(f"{blog.share:.0%}", str(blog.clicks), blog.name)
+        shares.add_row(f"{blog.share:.0%}", str(blog.clicks), escape(blog.name))
     out(shares)

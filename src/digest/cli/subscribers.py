@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Column, Table
 
 from digest import subscribers as service
@@ -118,8 +119,8 @@ def list_(app: App, status: str | None, as_json: bool) -> None:
     for row in rows:
         item = dict(zip(store.EXPORT_COLUMNS, row, strict=True))
         table.add_row(
-            item["email"],
-            item["name"] or "",
+            escape(str(item["email"])),
+            escape(item["name"] or ""),
             item["status"],
             item["categories"] or "all",
             item["cadence"],
@@ -178,7 +179,7 @@ def import_(app: App, file: Path, dry_run: bool, confirmed: bool) -> None:
             service.send(app.settings, app.blogs, mail)
         except DeliveryError as exc:  # one bad recipient never stops the others
             failed += 1
-            app.console.print(f"[red]not sent[/red] {mail.to}: {exc.message}", markup=True)
+            app.console.print(f"[red]not sent[/red] {escape(mail.to)}: {escape(exc.message)}")
     if report.mails:
         app.console.print(
             f"{len(report.mails) - failed} confirmation mail(s) sent, {failed} failed"

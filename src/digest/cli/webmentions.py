@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+from rich.markup import escape
 from rich.table import Column, Table
 
 from digest.cli import App, main, pass_app
@@ -72,6 +73,11 @@ def _table(shown: list[Mention]) -> Table:
     )
     for m in shown:
         table.add_row(
-            str(m.issue), m.target, m.status, m.endpoint or "", m.detail or "", str(m.attempts)
+            str(m.issue),
+            escape(m.target),
+            m.status,
+            escape(m.endpoint or ""),
+            escape(m.detail or ""),
+            str(m.attempts),
         )
     return table
