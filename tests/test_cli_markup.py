@@ -51,3 +51,28 @@ def test_a_reader_named_as_markup_is_listed_as_written(
     result = CliRunner().invoke(main, ["subscribers", "list"], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert name in result.output
+
+
+def test_a_subject_with_brackets_is_shown_whole_before_sending(
+    tmp_path: Path, blogs_yaml: Path, db_path: Path
+) -> None:
+    # Rich would have dropped "[#12]" from the confirmation, silently.
+    now = datetime.now(UTC).replace(microsecond=0)
+    conn = connect(db_path)
+    with transaction(conn):
+        insert_post(
+            conn, "xxiivv", entry("A post", "https://wiki.xxiivv.com/site/post.html"),
+            first_seen=now - timedelta(hours=1),
+        )  # fmt: skip
+    conn.close()
+    env = cli_env(tmp_path, blogs_yaml, db_path)
+    drafted = CliRunner().invoke(main, ["draft", "--no-fetch"], env=env, catch_exceptions=False)
+    assert drafted.exit_code == 0, drafted.output
+    draft = tmp_path / "drafts" / "1.yaml"
+    lines = [
+        "subject: 'Notes [draft] [#12]'" if line.startswith("subject:") else line
+        for line in draft.read_text().splitlines()
+    ]
+    draft.write_text("\n".join(lines) + "\n")
+    sent = CliRunner().invoke(main, ["send"], env=env, input="n\n", catch_exceptions=False)
+    assert "'Notes [draft] [#12]'" in sent.output, sent.output

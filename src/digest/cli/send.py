@@ -165,7 +165,7 @@ def send(app: App, yes: bool, dry_run: bool, force: bool, join: bool, monthly: b
         app.console.print("Nothing to join: no issue is being sent")
         return
     month = monthly_to_send(app) if monthly and sending_issue(app.db) is None else None
-    app.console.print(send_plan(app, month=month))
+    app.console.print(send_plan(app, month=month), markup=False)
     if not dry_run:
         confirm_send(app, yes=yes, force=force, command="send")
     with Progress(

@@ -58,11 +58,12 @@ def run(app: App, once: bool, every: int, force: bool) -> None:
     outcome = run_once(app.settings, app.blogs, app.db, now=utcnow())
     _print_gathered(app, outcome.gathered)
     if outcome.sent is None:
-        app.console.print(outcome.line())
+        app.console.print(outcome.line(), markup=False)
     else:
         show_summary(app, outcome.sent)
         if outcome.monthly:  # what became of the monthly edition, after the weekly issue
-            app.console.print(outcome.monthly[0].upper() + outcome.monthly[1:], highlight=False)
+            monthly = outcome.monthly[0].upper() + outcome.monthly[1:]
+            app.console.print(monthly, highlight=False, markup=False)
 
 
 def _print_gathered(app: App, gathered: GatherReport) -> None:
@@ -152,7 +153,7 @@ def release(app: App, no_send: bool, yes: bool, force: bool, monthly: bool) -> N
         app.console.print(f"issue {number} released: its scheduled run sends it")
         return
     _check_release(app, number, force=force)
-    app.console.print(send_plan(app))
+    app.console.print(send_plan(app), markup=False)
     confirm_send(app, yes=yes, force=force, command="release")
     release_issue(app.db)
     app.console.print(f"issue {number} released")
@@ -187,7 +188,7 @@ def _release_monthly(app: App, *, no_send: bool, yes: bool, force: bool) -> None
             hint=f"`digest draft --monthly --month {month}` creates it; `digest release "
             "--monthly --no-send` only lifts the hold",
         )
-    app.console.print(send_plan(app, month=month))
+    app.console.print(send_plan(app, month=month), markup=False)
     confirm_send(app, yes=yes, force=force, command="release --monthly")
     release_monthly(app.db)
     app.console.print(f"{name} released", highlight=False)
