@@ -125,7 +125,7 @@ def _print_summary(app: App, summary: DraftSummary) -> None:
     table.add_column("category")
     table.add_column("included", justify="right")
     for cat in blogs.categories:
-        table.add_row(cat.title, str(summary.per_category.get(cat.id, 0)))
+        table.add_row(escape(cat.title), str(summary.per_category.get(cat.id, 0)))
     console.print(table)
     console.print(
         f"{summary.included} of {summary.entries} post(s) included; "
@@ -216,7 +216,7 @@ def preview(
 
     console = app.console
     for path in paths.values():
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", markup=False)
     size = encoded_size(html)
     colour = "green" if size <= HTML_BUDGET else "red"
     console.print(
@@ -250,7 +250,7 @@ def preview(
         reply = deliver_one(
             settings, sender=blogs.newsletter.from_address, to=address, message=message
         )
-        console.print(f"sent a test copy to {address}: {reply}")
+        console.print(f"sent a test copy to {address}: {reply}", markup=False)
     if check:
         problems = lint(html, text, unsubscribe_url=unsubscribe_url)
         problems += markdown_problems(issue)
