@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import threading
@@ -688,3 +689,29 @@ def test_an_archived_letter_reads_well_and_passes_axe(
                 if violations := axe_violations(page):
                     failures.append(f"{width} px, {scheme}:\n{axe_report(violations)}")
     assert not failures, "axe-core, WCAG 2.x A/AA, on the letter page:\n" + "\n".join(failures)
+
+
+@pytest.mark.parametrize(
+    ("host", "hint"),
+    [("256.1.1.1", "--host takes an address of this machine"), ("127.0.0.1", "another --port")],
+)
+def test_a_listener_that_cannot_listen_says_why_and_what_to_do(
+    blogs_file: Path, db_path: Any, host: str, hint: str
+) -> None:
+    from digest.errors import ConfigError
+
+    blogs = load_blogs(blogs_file)
+    settings = Settings(base_url=BASE)
+    conn = connect(db_path)
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as caught:
+            asyncio.run(serve(settings, blogs, conn, host=host, port=port, signals=False))
+        assert f"cannot listen on {host}:{port}" in caught.value.message
+        assert caught.value.hint is not None and hint in caught.value.hint
+    finally:
+        taken.close()
+        conn.close()

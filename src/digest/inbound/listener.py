@@ -15,7 +15,9 @@ message being recorded finish, and end the command.
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -135,9 +137,14 @@ async def serve(
         server = await loop.create_server(factory, host, port)
     except OSError as exc:
         inbox.close()
+        if isinstance(exc, socket.gaierror):
+            hint = "--host takes an address of this machine, such as 127.0.0.1 or ::1"
+        elif exc.errno == errno.EACCES:
+            hint = "ports under 1024 need root: choose --port 2525 and let your MTA relay to it"
+        else:
+            hint = "choose another --port, or stop what holds this one"
         raise ConfigError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            hint="choose another --port, or stop what holds this one",
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", hint=hint
         ) from None
     if signals:
         for sig in STOP_SIGNALS:
