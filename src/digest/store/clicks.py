@@ -77,33 +77,28 @@ def counted_issues(conn: Connection, limit: int) -> list[int]:
 
 def blog_clicks(conn: Connection, issues: Sequence[int]) -> dict[str, int]:
     """Clicks per blog over ``issues`` (its homepage, its posts, its "more" links)."""
-    found: dict[str, int] = {}
-    rows = select_in(
-        conn,
-        "SELECT l.blog, SUM(c.count) FROM links l JOIN clicks c"
-        " ON c.issue = l.issue AND c.n = l.n"
-        " WHERE l.blog IS NOT NULL AND l.issue IN ({marks}) GROUP BY l.blog",
-        list(issues),
-    )
-    for blog, count in rows:
-        found[blog] = found.get(blog, 0) + int(count)
-    return found
+    return _clicks_by(conn, "blog", issues)
 
 
 def post_clicks(conn: Connection, issues: Sequence[int]) -> dict[str, int]:
     """Clicks per post id over ``issues`` (every link that leads to the post counts)."""
-    if not issues:
-        return {}
+    return _clicks_by(conn, "post_id", issues)
+
+
+def _clicks_by(conn: Connection, column: str, issues: Sequence[int]) -> dict[str, int]:
+    """Clicks summed by one of the links' columns (``blog`` or ``post_id``) over ``issues``;
+    summed again here, since select_in may split the issues over several queries."""
+    assert column in ("blog", "post_id")
     found: dict[str, int] = {}
     rows = select_in(
         conn,
-        "SELECT l.post_id, SUM(c.count) FROM links l JOIN clicks c"
+        f"SELECT l.{column}, SUM(c.count) FROM links l JOIN clicks c"
         " ON c.issue = l.issue AND c.n = l.n"
-        " WHERE l.post_id IS NOT NULL AND l.issue IN ({marks}) GROUP BY l.post_id",
+        f" WHERE l.{column} IS NOT NULL AND l.issue IN ({{marks}}) GROUP BY l.{column}",
         list(issues),
     )
-    for post_id, count in rows:
-        found[post_id] = found.get(post_id, 0) + int(count)
+    for key, count in rows:
+        found[key] = found.get(key, 0) + int(count)
     return found
 
 
