@@ -269,6 +269,22 @@ def set_readonly(doc: CommentedMap, key: str, value: Any, *, after: str | None =
         doc.insert(position, key, value)
 
 
+def add_entries(doc: CommentedMap, posts: list[IssuePost], blogs: BlogsFile) -> list[IssuePost]:
+    """Add to the draft's ``posts`` those of ``posts`` it does not list yet, each at the end of
+    its category (blogs.yaml order), touching nothing the curator wrote; returns them."""
+    entries = doc.get("posts")
+    if not isinstance(entries, CommentedSeq):  # `posts:` left empty by the curator
+        entries = CommentedSeq()
+        set_readonly(doc, "posts", entries, after="intro")
+    have = {str(e.get("id")) for e in entries if isinstance(e, Mapping)}
+    added = [p for p in posts if p.id not in have]
+    order = [c.id for c in blogs.categories]
+    for post in added:
+        categories = [str(e.get("category")) for e in entries]
+        entries.insert(select.insertion_index(categories, post.category, order), draft_entry(post))
+    return added
+
+
 def _image_health(
     settings: Settings, blogs: BlogsFile, conn: Connection, ids: list[str], now: datetime
 ) -> list[select.HealthNote]:
@@ -343,17 +359,7 @@ def refresh_draft(
         added = fresh
     else:
         doc = read_document(path)
-        entries = doc.get("posts")
-        if not isinstance(entries, CommentedSeq):  # `posts:` left empty by the curator
-            entries = CommentedSeq()
-            set_readonly(doc, "posts", entries, after="intro")
-        have = {str(e.get("id")) for e in entries if isinstance(e, Mapping)}
-        added = [p for p in fresh if p.id not in have]
-        order = [c.id for c in blogs.categories]
-        for post in added:
-            categories = [str(e.get("category")) for e in entries]
-            at = select.insertion_index(categories, post.category, order)
-            entries.insert(at, draft_entry(post))
+        added = add_entries(doc, fresh, blogs)
         ids = [p.id for p in fresh] + [p.id for p, included in existing.posts if included]
         if existing.archive_pick is not None:
             ids.append(existing.archive_pick.id)

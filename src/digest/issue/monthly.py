@@ -27,12 +27,12 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from digest.config import BlogsFile, Settings
 from digest.errors import DraftError
 from digest.issue.draft import (
+    add_entries,
     draft_entry,
     read_document,
     set_readonly,
     write_document,
 )
-from digest.issue.select import insertion_index
 from digest.issue.validate import validate
 from digest.models import Issue, IssuePost
 from digest.store import issues as store_issues
@@ -238,17 +238,7 @@ def refresh_monthly(
     else:
         doc = read_document(path, missing="no monthly draft", command="digest draft --monthly")
         _load(doc, path, blogs, conn, month)  # a broken draft is reported, never overwritten
-        entries = doc.get("posts")
-        if not isinstance(entries, CommentedSeq):
-            entries = CommentedSeq()
-            set_readonly(doc, "posts", entries, after="intro")
-        have = {str(e.get("id")) for e in entries if isinstance(e, Mapping)}
-        order = [c.id for c in blogs.categories]
-        fresh = [p for p in posts if p.id not in have]
-        for post in fresh:
-            categories = [str(e.get("category")) for e in entries]
-            entries.insert(insertion_index(categories, post.category, order), draft_entry(post))
-        added = len(fresh)
+        added = len(add_entries(doc, posts, blogs))
     if top is not None:
         set_readonly(doc, "top_posts", CommentedSeq(top or ["no clicks counted yet"]))
         doc.yaml_set_comment_before_after_key(
