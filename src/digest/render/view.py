@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from markupsafe import Markup
 
 from digest.config import Blog, BlogsFile, Logo, contrast
-from digest.issue import rhythm
+from digest.issue import monthly, rhythm
 from digest.models import Issue, IssuePost
 from digest.render import markdown
 from digest.render.text import shorten
@@ -183,11 +183,6 @@ def day(moment: datetime, zone: tzinfo) -> str:
     return f"{local.day} {local:%b %Y}"
 
 
-def month_label(month: str) -> str:
-    """'2026-11' -> 'November 2026'."""
-    return f"{datetime.strptime(month, '%Y-%m'):%B %Y}"
-
-
 def date_range(since: datetime, until: datetime, zone: tzinfo) -> str:
     return f"{day(since, zone)} \u2013 {day(until, zone)}"
 
@@ -356,7 +351,7 @@ def build_view(
         archive=archive,
         skipped_weeks=issue.skipped_weeks,
         date=day(issue.until, zone),
-        month=month_label(issue.month) if issue.month else "",
+        month=monthly.label(issue.month) if issue.month else "",
         accent=blogs.newsletter.accent,
         logo=blogs.newsletter.logo,
         postal_address=" ".join(blogs.newsletter.postal_address.split()),
