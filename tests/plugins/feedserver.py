@@ -53,6 +53,19 @@ class Hit:
     headers: dict[str, str]  # lower-case names, values as received
 
 
+def serve_in_thread(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """A threaded HTTP server on a free localhost port, serving in a daemon thread until its
+    ``shutdown()``; returns it and its base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    httpd.block_on_close = False
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
+    thread.start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
 class FeedServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
@@ -61,15 +74,7 @@ class FeedServer:
         self.peak = 0  # the most at once
         self.stop = threading.Event()
         self._lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"feeds": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.block_on_close = False
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
+        self.httpd, self.base = serve_in_thread(type("Handler", (_Handler,), {"feeds": self}))
 
     def close(self) -> None:
         self.stop.set()

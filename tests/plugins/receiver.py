@@ -16,10 +16,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from plugins.feedserver import serve_in_thread
 
 
 @dataclass
@@ -50,14 +52,7 @@ class Receiver:
         self.log: list[Request] = []
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"receiver": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.block_on_close = False
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
+        self.httpd, self.base = serve_in_thread(handler)
 
     def close(self) -> None:
         self.httpd.shutdown()
