@@ -5,11 +5,10 @@ confirmation with its link. The row's id is the message's identity, so a message
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from digest.store.db import Connection, Row, parse_ts, select_in, ts
+from digest.store.db import Connection, Row, parse_ts, ts
 
 _COLUMNS = "id, blog, sender, subject, received_at, status, reason, post_id, confirm_url"
 
@@ -110,9 +109,3 @@ def counts_since(conn: Connection, since: datetime) -> dict[str, int]:
     for status, count in rows:
         out[str(status)] = int(count)
     return out
-
-
-def known_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
-    """Which of these ids are settled (a post or a confirmation): a re-read skips them."""
-    sql = "SELECT id FROM inbound_mail WHERE status <> 'quarantined' AND id IN ({marks})"
-    return {str(row[0]) for row in select_in(conn, sql, list(ids))}
