@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,7 +46,7 @@ from digest.send.transport import run_sync
 from digest.store import transaction
 from digest.store import webmentions as store
 from digest.store.db import Connection, get_meta, log_event, set_meta, ts
-from digest.store.webmentions import Mention
+from digest.store.webmentions import STATUSES, Mention
 
 MAX_ATTEMPTS = 5  # tries of a row that keeps answering 429 / 5xx before it counts as failed
 SINCE_KEY = "webmentions_since"  # issues sent from then on are told (meta)
@@ -333,11 +334,8 @@ async def _tell_all(
 
 def tally(told: list[Mention]) -> str:
     """``webmentions: 3 sent, 1 none, 1 retry``."""
-    counts: dict[str, int] = {}
-    for m in told:
-        counts[m.status] = counts.get(m.status, 0) + 1
-    order = ("sent", "none", "retry", "failed", "pending")
-    return "webmentions: " + ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
+    counts = Counter(m.status for m in told)
+    return "webmentions: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
 
 
 def after_send(
