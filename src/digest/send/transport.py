@@ -93,10 +93,13 @@ def describe_target(settings: Settings) -> str:
 
 
 async def _abandon(client: aiosmtplib.SMTP) -> None:
-    """Close a session refused after the TCP connect (TLS, AUTH): closing a TLS transport
-    takes a few loop turns, and the loop may end right after the error is raised."""
+    """Drop a session refused after the TCP connect (TLS, AUTH). Aborted, not closed: a
+    graceful TLS close waits for the server's close_notify, which a loaded machine may not
+    deliver before the loop ends, leaving the socket open; a refused session owes nothing."""
     transport = client.transport
     sock = transport.get_extra_info("socket") if transport is not None else None
+    if isinstance(transport, asyncio.Transport):
+        transport.abort()
     client.close()
     for _ in range(200):  # until the socket is really closed (a loaded machine takes longer)
         await asyncio.sleep(0.005)
